@@ -1,0 +1,20 @@
+# Kilat: `make run` brings the platform up on :8080; `make test` runs the whole test suite.
+.PHONY: setup run test lint down bench demo
+
+setup:            ## Python deps, Kafka, PostgreSQL/PostGIS, migrations (idempotent)
+	scripts/bootstrap.sh
+	scripts/infra.sh up
+	scripts/migrate.sh
+
+run:              ## Kafka + PostGIS + Faust worker(s) + gateway on :8080 (WORKERS=2 for two)
+	scripts/run.sh
+
+test: setup       ## the whole suite against real Kafka and PostGIS
+	.venv/bin/ruff check .
+	.venv/bin/pytest -q -p no:cacheprovider
+
+lint:
+	.venv/bin/ruff check .
+
+down:             ## stop Kafka and PostgreSQL
+	scripts/infra.sh down

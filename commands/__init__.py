@@ -1,0 +1,1 @@
+"""Operator commands on the Faust app (`kilat <command>` / `faust -A kilat <command>`)."""

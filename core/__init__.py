@@ -1,0 +1,1 @@
+"""Kilat's shared plumbing: configuration, database access, events, outbox, security."""

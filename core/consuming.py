@@ -1,0 +1,107 @@
+"""How every agent consumes Kilat events: decode → deduplicate → handle in one DB transaction.
+
+* An event that cannot be decoded, or whose payload a handler rejects (MalformedEvent), goes to
+  the dead-letter topic with its reason; the partition moves on.
+* An event already handled by this consumer (same event id in `processed_events`) is skipped, so
+  redelivery and replay have no second effect.
+* While the database is unreachable the handler is retried with backoff: the partition waits
+  rather than losing the event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from core.db import Connection, DatabaseUnavailable, db
+from models.events import CloudEvent, MalformedEvent, decode_event, now_rfc3339
+from models.platform import processed_events
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Connection, CloudEvent], Awaitable[Any]]
+MAX_BACKOFF_S = 5.0
+
+
+async def first_time(conn: Connection, consumer: str, event_id: str) -> bool:
+    """Claim `event_id` for `consumer` inside the caller's transaction; False if already done."""
+    stmt = (
+        pg_insert(processed_events)
+        .values(consumer=consumer, event_id=event_id)
+        .on_conflict_do_nothing()
+    )
+    return await conn.execute(stmt) == 1
+
+
+def _describe_raw(value: Any) -> dict[str, Any]:
+    if isinstance(value, bytes):
+        try:
+            return {"value": value.decode("utf-8")}
+        except UnicodeDecodeError:
+            return {"value_base64": base64.b64encode(value).decode()}
+    return {"value": value if isinstance(value, str) else json.dumps(value, default=str)}
+
+
+async def dead_letter(reason: str, consumer: str, raw: Any, *, key: bytes | None = None,
+                      topic: str = "", partition: int | None = None,
+                      offset: int | None = None) -> None:
+    """Publish a rejected message to the dead-letter topic with the reason."""
+    from kilat import dead_letter as dlq_topic  # late import: kilat imports this module
+
+    record = {
+        "reason": reason, "consumer": consumer, "topic": topic, "partition": partition,
+        "offset": offset, "key": key.decode("utf-8", "replace") if key else None,
+        "dead_lettered_at": now_rfc3339(), **_describe_raw(raw),
+    }
+    log.warning("dead-lettered message from %s (%s): %s", topic, consumer, reason)
+    await dlq_topic.send(key=key or b"", value=json.dumps(record).encode())
+
+
+async def handle_once(consumer: str, event: CloudEvent, handler: Handler) -> bool:
+    """Run `handler` for `event` exactly once per consumer; retries while the DB is down.
+
+    Returns False if the event had already been handled."""
+    delay = 0.2
+    while True:
+        try:
+            async with db.transaction() as conn:
+                if not await first_time(conn, consumer, event.id):
+                    return False
+                await handler(conn, event)
+                return True
+        except DatabaseUnavailable as exc:
+            log.warning("%s: database unavailable (%s); retrying in %.1fs", consumer, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+
+
+async def consume(stream: Any, consumer: str, handlers: dict[str, Handler]) -> None:
+    """Drive a Faust stream of raw events through `handlers` (keyed by event type).
+
+    Types without a handler are acknowledged and ignored."""
+    async for event_msg in stream.events():
+        raw = event_msg.value
+        msg = event_msg.message
+        where = {"key": event_msg.key, "topic": msg.topic, "partition": msg.partition,
+                 "offset": msg.offset}
+        try:
+            event = decode_event(raw)
+        except MalformedEvent as exc:
+            await dead_letter(str(exc), consumer, raw, **where)
+            continue
+        handler = handlers.get(event.type) or handlers.get(event.type.lower())
+        if handler is None:
+            continue
+        try:
+            await handle_once(consumer, event, handler)
+        except MalformedEvent as exc:
+            await dead_letter(f"{event.type}: {exc}", consumer, raw, **where)
+        except Exception as exc:  # a bug must not stall the partition or kill the worker
+            log.exception("%s failed on %s %s", consumer, event.type, event.id)
+            await dead_letter(f"{event.type}: handler error: {exc!r}", consumer, raw, **where)

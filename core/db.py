@@ -1,0 +1,167 @@
+"""PostgreSQL access: SQLAlchemy 2 Core statements executed on aiopg connections.
+
+aiopg's own `aiopg.sa` layer does not support SQLAlchemy 2, so statements are compiled here for
+the psycopg2 dialect (bind processors applied, expanding parameters rendered) and run on plain
+aiopg cursors. Rows come back as dicts keyed by column label.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiopg
+import psycopg2
+from sqlalchemy.dialects.postgresql import psycopg2 as pg_psycopg2
+from sqlalchemy.sql import ClauseElement
+
+from core.config import settings
+
+log = logging.getLogger(__name__)
+
+_dialect = pg_psycopg2.dialect()
+Row = dict[str, Any]
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached; callers answer 503 or retry."""
+
+
+def compile_statement(stmt: ClauseElement | str, params: Mapping[str, Any] | None = None):
+    """Compile a Core statement (or raw SQL) into (sql, params) for psycopg2."""
+    if isinstance(stmt, str):
+        return stmt, dict(params or {})
+    compiled = stmt.compile(dialect=_dialect, compile_kwargs={"render_postcompile": True})
+    raw = compiled.construct_params(params)
+    processors = compiled._bind_processors
+    bound = {k: (processors[k](v) if k in processors else v) for k, v in raw.items()}
+    return str(compiled), bound
+
+
+class Connection:
+    """One database connection, optionally inside a transaction."""
+
+    def __init__(self, raw: aiopg.Connection) -> None:
+        self.raw = raw
+
+    async def _run(self, stmt: ClauseElement | str, params: Mapping[str, Any] | None):
+        sql, bound = compile_statement(stmt, params)
+        cur = await self.raw.cursor()
+        try:
+            await cur.execute(sql, bound)
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            cur.close()
+            raise DatabaseUnavailable(str(exc)) from exc
+        return cur
+
+    async def execute(self, stmt: ClauseElement | str, params: Mapping[str, Any] | None = None) -> int:
+        cur = await self._run(stmt, params)
+        try:
+            return cur.rowcount
+        finally:
+            cur.close()
+
+    async def fetch_all(
+        self, stmt: ClauseElement | str, params: Mapping[str, Any] | None = None
+    ) -> list[Row]:
+        cur = await self._run(stmt, params)
+        try:
+            if cur.description is None:
+                return []
+            names = [d.name for d in cur.description]
+            return [dict(zip(names, r, strict=True)) for r in await cur.fetchall()]
+        finally:
+            cur.close()
+
+    async def fetch_one(
+        self, stmt: ClauseElement | str, params: Mapping[str, Any] | None = None
+    ) -> Row | None:
+        rows = await self.fetch_all(stmt, params)
+        return rows[0] if rows else None
+
+    async def scalar(self, stmt: ClauseElement | str, params: Mapping[str, Any] | None = None) -> Any:
+        row = await self.fetch_one(stmt, params)
+        return next(iter(row.values())) if row else None
+
+
+class Database:
+    """A pool of aiopg connections with transaction helpers."""
+
+    def __init__(self, dsn: str | None = None, *, maxsize: int = 10) -> None:
+        self.dsn = dsn or settings().database_url
+        self.maxsize = maxsize
+        self._pool: aiopg.Pool | None = None
+        self._lock = asyncio.Lock()
+
+    async def pool(self) -> aiopg.Pool:
+        if self._pool is None:
+            async with self._lock:
+                if self._pool is None:
+                    try:
+                        self._pool = await aiopg.create_pool(
+                            self.dsn, minsize=1, maxsize=self.maxsize, timeout=10,
+                            pool_recycle=300,
+                        )
+                    except (TimeoutError, psycopg2.OperationalError, OSError) as exc:
+                        raise DatabaseUnavailable(str(exc)) from exc
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            await self._pool.wait_closed()
+            self._pool = None
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[Connection]:
+        pool = await self.pool()
+        try:
+            raw = await asyncio.wait_for(pool.acquire(), timeout=10)
+        except (TimeoutError, psycopg2.OperationalError, OSError) as exc:
+            raise DatabaseUnavailable(str(exc)) from exc
+        try:
+            yield Connection(raw)
+        finally:
+            pool.release(raw)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """A connection inside BEGIN … COMMIT (ROLLBACK on any exception)."""
+        async with self.connect() as conn:
+            await conn.execute("BEGIN")
+            try:
+                yield conn
+            except BaseException:
+                try:
+                    await conn.execute("ROLLBACK")
+                except Exception:  # the connection may be gone; the pool will drop it
+                    log.debug("rollback failed", exc_info=True)
+                raise
+            else:
+                await conn.execute("COMMIT")
+
+    async def fetch_all(self, stmt: ClauseElement | str, params: Mapping[str, Any] | None = None):
+        async with self.connect() as conn:
+            return await conn.fetch_all(stmt, params)
+
+    async def fetch_one(self, stmt: ClauseElement | str, params: Mapping[str, Any] | None = None):
+        async with self.connect() as conn:
+            return await conn.fetch_one(stmt, params)
+
+    async def scalar(self, stmt: ClauseElement | str, params: Mapping[str, Any] | None = None):
+        async with self.connect() as conn:
+            return await conn.scalar(stmt, params)
+
+    async def execute(self, stmt: ClauseElement | str, params: Mapping[str, Any] | None = None):
+        async with self.connect() as conn:
+            return await conn.execute(stmt, params)
+
+    async def ping(self) -> None:
+        await asyncio.wait_for(self.scalar("SELECT 1"), timeout=3)
+
+
+db = Database()
+"""The process-wide database (pool opened lazily on first use)."""

@@ -1,0 +1,1 @@
+"""The Kilat API gateway."""

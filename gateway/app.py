@@ -1,0 +1,309 @@
+"""Kilat API gateway (:8080): prefix routing, streaming reverse proxy, WebSocket tunnelling,
+per-client rate limiting, CORS, request ids and aggregated health.
+
+Run with `kilat-gateway` (or `python -m gateway.app`). Settings come from the environment:
+`GATEWAY_PORT` (8080), `KILAT_UPSTREAM` / `UPSTREAM_<NAME>`, `RATE_LIMIT_PER_MIN` (100),
+`RATE_LIMIT_WINDOW_S` (60), `CORS_ORIGINS`, `GATEWAY_TRUSTED_PROXIES`, `GATEWAY_TIMEOUT_S` (30).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+from aiohttp import WSMsgType, web
+from multidict import CIMultiDict
+
+from gateway.ratelimit import SlidingWindowLimiter
+from gateway.routes import Upstream, match, upstreams_from_env
+
+log = logging.getLogger("kilat.gateway")
+access_log = logging.getLogger("kilat.gateway.access")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "trailers", "transfer-encoding", "upgrade", "host", "content-length",
+}
+DEFAULT_ORIGINS = (
+    "http://localhost:3000,http://localhost:3001,http://localhost:3002,http://localhost:8080"
+)
+CORS_ALLOW_HEADERS = "Origin, Content-Type, Accept, Authorization, X-Request-ID"
+CORS_ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "X-XSS-Protection": "1; mode=block",
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+}
+
+UPSTREAMS = web.AppKey("upstreams", dict)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+LIMITER = web.AppKey("limiter", SlidingWindowLimiter)
+SETTINGS = web.AppKey("settings", dict)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message, "success": False}, status=status, headers=headers)
+
+
+def client_ip(request: web.Request) -> str:
+    """The client address; X-Forwarded-For is believed only from a trusted proxy."""
+    remote = request.remote or ""
+    trusted = request.app[SETTINGS]["trusted_proxies"]
+    forwarded = request.headers.get("X-Forwarded-For")
+    if forwarded and remote in trusted:
+        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+        # Walk from the right, skipping our own trusted proxies.
+        for hop in reversed(hops):
+            if hop not in trusted:
+                return hop
+    return remote
+
+
+# ---------------------------------------------------------------- middlewares
+
+@web.middleware
+async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id, CORS, security headers, rate limit and access log, in that order."""
+    started = time.perf_counter()
+    request_id = request.headers.get("X-Request-ID") or str(uuid.uuid4())
+    request["request_id"] = request_id
+    settings = request.app[SETTINGS]
+    origin = request.headers.get("Origin", "")
+    allowed_origin = origin if origin in settings["cors_origins"] else ""
+
+    if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+        response: web.StreamResponse = web.Response(status=204)
+    else:
+        ok, retry_after = request.app[LIMITER].check(client_ip(request))
+        if not ok:
+            response = web.json_response({"error": "rate limit exceeded"}, status=429,
+                                         headers={"Retry-After": str(retry_after)})
+        else:
+            response = await handler(request)
+
+    if not response.prepared:
+        response.headers["X-Request-ID"] = request_id
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if allowed_origin:
+            response.headers["Access-Control-Allow-Origin"] = allowed_origin
+            response.headers["Access-Control-Allow-Credentials"] = "true"
+            response.headers["Access-Control-Expose-Headers"] = "Content-Length, X-Request-ID"
+            response.headers["Vary"] = "Origin"
+            if request.method == "OPTIONS":
+                response.headers["Access-Control-Allow-Methods"] = CORS_ALLOW_METHODS
+                response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+                response.headers["Access-Control-Max-Age"] = "43200"
+    access_log.info(json.dumps({
+        "request_id": request_id, "method": request.method, "path": request.path,
+        "status": response.status, "client": client_ip(request),
+        "ms": round((time.perf_counter() - started) * 1000, 2),
+    }))
+    return response
+
+
+# ---------------------------------------------------------------- health
+
+async def _probe(session: aiohttp.ClientSession, url: str) -> tuple[bool, str]:
+    try:
+        async with session.get(url + "/health", timeout=aiohttp.ClientTimeout(total=5)) as resp:
+            if resp.status == 200:
+                return True, ""
+            return False, f"status {resp.status}"
+    except Exception as exc:
+        return False, str(exc) or type(exc).__name__
+
+
+async def health(request: web.Request) -> web.Response:
+    upstreams: dict[str, Upstream] = request.app[UPSTREAMS]
+    session = request.app[SESSION]
+    urls = sorted({u for up in upstreams.values() for u in up.urls})
+    results = dict(zip(urls, await asyncio.gather(*(_probe(session, u) for u in urls)),
+                       strict=True))
+    services = []
+    for name, up in upstreams.items():
+        failures = [f"{u}: {results[u][1]}" for u in up.urls if not results[u][0]]
+        healthy = len(failures) < len(up.urls)  # one live worker serves the domain
+        entry = {"name": name, "status": "healthy" if healthy else "unhealthy"}
+        if not healthy:
+            entry["error"] = "; ".join(failures)
+        services.append(entry)
+    all_healthy = all(s["status"] == "healthy" for s in services)
+    return web.json_response(
+        {"status": "healthy" if all_healthy else "degraded", "service": "api-gateway",
+         "services": services},
+        status=200 if all_healthy else 503,
+    )
+
+
+# ---------------------------------------------------------------- proxying
+
+def _forward_headers(request: web.Request) -> CIMultiDict:
+    headers = CIMultiDict(
+        (k, v) for k, v in request.headers.items()
+        if k.lower() not in HOP_BY_HOP and not k.lower().startswith("sec-websocket")
+    )
+    prior = request.headers.get("X-Forwarded-For")
+    remote = request.remote or ""
+    headers["X-Forwarded-For"] = f"{prior}, {remote}" if prior else remote
+    headers["X-Forwarded-Host"] = request.host
+    headers["X-Forwarded-Proto"] = request.scheme
+    headers["X-Request-ID"] = request["request_id"]
+    return headers
+
+
+def _copy_response_headers(src: CIMultiDict, dst: web.StreamResponse) -> None:
+    for name, value in src.items():
+        lower = name.lower()
+        # Upstream CORS headers are dropped: the gateway owns CORS (no duplicated headers).
+        if lower in HOP_BY_HOP or lower.startswith("access-control-"):
+            continue
+        dst.headers.add(name, value)
+
+
+async def proxy(request: web.Request) -> web.StreamResponse:
+    name = match(request.path)
+    if name is None:
+        return _error(404, "route not found")
+    upstream: Upstream = request.app[UPSTREAMS][name]
+    base = upstream.pick()
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return await tunnel_websocket(request, base)
+    session = request.app[SESSION]
+    timeout = request.app[SETTINGS]["timeout"]
+    body = request.content if request.body_exists else None
+    try:
+        upstream_resp = await session.request(
+            request.method, base + request.raw_path,
+            headers=_forward_headers(request), data=body, allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=timeout),
+        )
+    except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError,
+            aiohttp.ClientOSError) as exc:
+        log.warning("upstream %s (%s) unavailable: %s", name, base, exc)
+        return _error(502, "upstream service unavailable")
+    except TimeoutError:
+        return _error(504, "upstream timeout")
+    async with upstream_resp:
+        response = web.StreamResponse(status=upstream_resp.status, reason=upstream_resp.reason)
+        _copy_response_headers(upstream_resp.headers, response)
+        response.headers["X-Request-ID"] = request["request_id"]
+        for header, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(header, value)
+        origin = request.headers.get("Origin", "")
+        if origin in request.app[SETTINGS]["cors_origins"]:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Credentials"] = "true"
+            response.headers["Access-Control-Expose-Headers"] = "Content-Length, X-Request-ID"
+            response.headers["Vary"] = "Origin"
+        if upstream_resp.headers.get("Content-Length") is not None:
+            response.content_length = int(upstream_resp.headers["Content-Length"])
+        await response.prepare(request)
+        try:
+            async for chunk in upstream_resp.content.iter_chunked(64 * 1024):
+                await response.write(chunk)
+        except (TimeoutError, aiohttp.ClientPayloadError, ConnectionResetError):
+            log.warning("upstream %s broke off a response", name)
+            return response
+        await response.write_eof()
+        return response
+
+
+async def tunnel_websocket(request: web.Request, base: str) -> web.StreamResponse:
+    """Connect upstream first (so its 4xx reaches the client), then pump frames both ways."""
+    session = request.app[SESSION]
+    target = base.replace("http", "ws", 1) + request.path_qs
+    headers = {k: v for k, v in _forward_headers(request).items()
+               if k.lower() in ("authorization", "x-forwarded-for", "x-request-id", "origin")}
+    try:
+        upstream_ws = await session.ws_connect(target, headers=headers, autoping=True,
+                                               heartbeat=30, max_msg_size=1 << 20)
+    except aiohttp.WSServerHandshakeError as exc:
+        # Replay the refusal with its body: ask again without the upgrade.
+        try:
+            async with session.get(base + request.path_qs, headers=headers) as resp:
+                body = await resp.read()
+                return web.Response(status=exc.status, body=body,
+                                    content_type=resp.content_type or "application/json")
+        except aiohttp.ClientError:
+            return _error(exc.status, "websocket refused")
+    except (aiohttp.ClientConnectorError, aiohttp.ClientOSError):
+        return _error(502, "upstream service unavailable")
+
+    client_ws = web.WebSocketResponse(autoping=True, heartbeat=30, max_msg_size=1 << 20)
+    await client_ws.prepare(request)
+
+    async def pump(src, dst) -> None:
+        async for msg in src:
+            if msg.type == WSMsgType.TEXT:
+                await dst.send_str(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                await dst.send_bytes(msg.data)
+            elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED,
+                              WSMsgType.ERROR):
+                break
+
+    tasks = [asyncio.ensure_future(pump(client_ws, upstream_ws)),
+             asyncio.ensure_future(pump(upstream_ws, client_ws))]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await upstream_ws.close()
+        await client_ws.close()
+    return client_ws
+
+
+# ---------------------------------------------------------------- app
+
+def create_app(env: dict[str, str] | None = None) -> web.Application:
+    env = dict(os.environ if env is None else env)
+    app = web.Application(middlewares=[edge], client_max_size=10 * 1024 * 1024)
+    app[UPSTREAMS] = upstreams_from_env(env)
+    app[LIMITER] = SlidingWindowLimiter(
+        int(env.get("RATE_LIMIT_PER_MIN", 100)), float(env.get("RATE_LIMIT_WINDOW_S", 60)))
+    app[SETTINGS] = {
+        "cors_origins": {o.strip() for o in env.get("CORS_ORIGINS", DEFAULT_ORIGINS).split(",")
+                         if o.strip()},
+        "trusted_proxies": {p.strip() for p in env.get("GATEWAY_TRUSTED_PROXIES", "").split(",")
+                            if p.strip()},
+        "timeout": float(env.get("GATEWAY_TIMEOUT_S", 30)),
+    }
+
+    async def open_session(app: web.Application) -> None:
+        app[SESSION] = aiohttp.ClientSession(
+            auto_decompress=False,
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30),
+        )
+
+    async def close_session(app: web.Application) -> None:
+        await app[SESSION].close()
+
+    app.on_startup.append(open_session)
+    app.on_cleanup.append(close_session)
+    app.router.add_get("/health", health)
+    app.router.add_route("*", "/{tail:.*}", proxy)
+    return app
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    port = int(os.environ.get("GATEWAY_PORT", 8080))
+    host = os.environ.get("GATEWAY_HOST", "0.0.0.0")
+    web.run_app(create_app(), host=host, port=port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()

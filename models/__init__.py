@@ -1,0 +1,1 @@
+"""Kilat's data: event Records (`faust.Record`) and database tables (SQLAlchemy Core)."""

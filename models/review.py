@@ -1,0 +1,1 @@
+"""Records and tables of the review domain."""

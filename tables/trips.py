@@ -1,0 +1,1 @@
+"""Trip state per active booking (RocksDB table keyed by booking id)."""

@@ -1,0 +1,1 @@
+"""HTTP and WebSocket views, one module per domain, plus shared helpers in web.http."""

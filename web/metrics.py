@@ -1,0 +1,29 @@
+"""Prometheus metrics of a worker, served at `GET /metrics`."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+HTTP_LATENCY = Histogram(
+    "kilat_http_request_duration_seconds", "HTTP request latency",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+EVENTS_PROCESSED = Counter(
+    "kilat_events_processed_total", "Events handled by agents", ["consumer", "type", "outcome"])
+WS_CONNECTIONS = Gauge("kilat_websocket_connections", "Open tracking WebSocket connections")
+TABLE_SIZE = Gauge("kilat_table_entries", "Entries in a Faust table held by this worker", ["table"])
+
+routes = web.RouteTableDef()
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    HTTP_LATENCY.labels(method, route, str(status)).observe(seconds)
+
+
+@routes.get("/metrics")
+async def metrics(_: web.Request) -> web.Response:
+    resp = web.Response(body=generate_latest())
+    resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    return resp

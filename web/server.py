@@ -1,0 +1,88 @@
+"""Mounts Kilat's views and middlewares on the worker's aiohttp application.
+
+Faust's web server (aiohttp driver) is the worker's HTTP server: `faust -A kilat worker
+--web-port 6066` serves the whole API on that port.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from core.db import DatabaseUnavailable
+from kilat import app
+from web import (
+    booking,
+    health,
+    identity,
+    metrics,
+    notification,
+    payment,
+    review,
+    runner,
+    tracking,
+)
+from web.http import ApiError, json_response
+from web.metrics import observe_request
+
+log = logging.getLogger("kilat.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "X-XSS-Protection": "1; mode=block",
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+}
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id, security headers, metrics, and the error → envelope mapping."""
+    request_id = request.headers.get("X-Request-ID") or str(uuid.uuid4())
+    request["request_id"] = request_id
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        response = exc.response()
+    except web.HTTPException as exc:
+        if exc.status == 404:
+            response = web.Response(status=404, text="404 page not found")
+        elif exc.status == 405:
+            response = web.Response(status=405, text="405 method not allowed")
+        elif exc.status == 413:
+            response = json_response(
+                {"success": False, "error": "request body too large"}, 413)
+        elif exc.status >= 400:
+            response = json_response({"success": False, "error": exc.reason}, exc.status)
+        else:
+            raise
+    except DatabaseUnavailable as exc:
+        log.warning("database unavailable: %s", exc)
+        response = json_response(
+            {"success": False, "error": "service unavailable",
+             "detail": "database unavailable"}, 503, headers={"Retry-After": "5"})
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        response = json_response({"success": False, "error": "internal server error"}, 500)
+    if not response.prepared:
+        response.headers["X-Request-ID"] = request_id
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+    route = request.match_info.route.resource
+    observe_request(request.method, route.canonical if route else "unmatched",
+                    response.status, time.perf_counter() - started)
+    return response
+
+
+_web_app = app.web.web_app
+_web_app.middlewares.append(request_context)
+for _module in (health, metrics, identity, booking, payment, runner, tracking, notification, review):
+    _web_app.router.add_routes(_module.routes)
