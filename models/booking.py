@@ -7,7 +7,17 @@ point is also kept as `geography(Point,4326)` so runners can be offered the near
 from __future__ import annotations
 
 from sqlalchemy import (
-    BigInteger, Column, DateTime, Index, Integer, Numeric, String, Table, Text, func, text,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Table,
+    Text,
+    func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
