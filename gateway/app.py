@@ -17,9 +17,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import aiohttp
+import jwt
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 
+from core.config import DEV_JWT_SECRET
 from gateway.ratelimit import SlidingWindowLimiter
 from gateway.routes import Upstream, match, upstreams_from_env
 
@@ -69,6 +71,23 @@ def client_ip(request: web.Request) -> str:
     return remote
 
 
+def rate_key(request: web.Request) -> str:
+    """Who a request counts against: the signed-in user when the bearer token verifies,
+    otherwise the client address (so users behind one NAT do not share one budget)."""
+    secret = request.app[SETTINGS]["jwt_secret"]
+    header = request.headers.get("Authorization", "")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else request.query.get("token")
+    if secret and token:
+        try:
+            claims = jwt.decode(token, secret, algorithms=["HS256"],
+                                options={"verify_aud": False})
+            if claims.get("user_id"):
+                return "user:" + str(claims["user_id"])
+        except jwt.PyJWTError:
+            pass
+    return "ip:" + client_ip(request)
+
+
 # ---------------------------------------------------------------- middlewares
 
 @web.middleware
@@ -84,7 +103,7 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
         response: web.StreamResponse = web.Response(status=204)
     else:
-        ok, retry_after = request.app[LIMITER].check(client_ip(request))
+        ok, retry_after = request.app[LIMITER].check(rate_key(request))
         if not ok:
             response = web.json_response({"error": "rate limit exceeded"}, status=429,
                                          headers={"Retry-After": str(retry_after)})
@@ -279,6 +298,8 @@ def create_app(env: dict[str, str] | None = None) -> web.Application:
         "trusted_proxies": {p.strip() for p in env.get("GATEWAY_TRUSTED_PROXIES", "").split(",")
                             if p.strip()},
         "timeout": float(env.get("GATEWAY_TIMEOUT_S", 30)),
+        "jwt_secret": env.get("JWT_SECRET") or (
+            DEV_JWT_SECRET if env.get("KILAT_ENV", "development") != "production" else ""),
     }
 
     async def open_session(app: web.Application) -> None:

@@ -1,0 +1,269 @@
+"""The gateway as a running process in front of recording upstreams (and a real worker).
+
+Each upstream name gets its own small aiohttp server that answers with its name, so routing of
+every prefix is observable; WebSocket, streaming, CORS, rate limit and failure behaviour are
+exercised with real clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import WSMsgType, web
+
+from core.security import issue_access_token
+from gateway.routes import PREFIXES, UPSTREAM_NAMES
+from tests.platform import ROOT, VENV_BIN, Proc, free_port, wait_until
+
+
+class Upstream:
+    """A recording upstream: echoes name, method, path, headers and body size."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.port = free_port()
+        self.ws_closed = asyncio.Event()
+        self.requests: list[dict] = []
+        self.runner: web.AppRunner | None = None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self.websocket(request)
+        body = await request.read()
+        self.requests.append({"path": request.path_qs, "headers": dict(request.headers)})
+        if request.path.endswith("/big"):
+            resp = web.StreamResponse()
+            await resp.prepare(request)
+            for _ in range(64):
+                await resp.write(b"x" * 65536)
+            await resp.write_eof()
+            return resp
+        return web.json_response(
+            {"upstream": self.name, "method": request.method, "path": request.path_qs,
+             "body_len": len(body), "xff": request.headers.get("X-Forwarded-For"),
+             "connection": request.headers.get("Connection")},
+            headers={"Access-Control-Allow-Origin": "*", "X-Upstream": self.name},
+        )
+
+    async def websocket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str(f"hello from {self.name} {request.query_string}")
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                if msg.data == "close-please":
+                    await ws.close()
+                    break
+                await ws.send_str("echo:" + msg.data)
+        self.ws_closed.set()
+        return ws
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self.runner:
+            await self.runner.cleanup()
+
+
+def start_gateway(tmp: Path, env: dict[str, str]) -> Proc:
+    port = free_port()
+    log = tmp / f"gateway-{port}.log"
+    full = dict(os.environ, GATEWAY_PORT=str(port), GATEWAY_HOST="127.0.0.1",
+                PYTHONPATH=str(ROOT), **env)
+    popen = subprocess.Popen([str(VENV_BIN / "kilat-gateway")], cwd=ROOT, env=full,
+                             stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                             start_new_session=True)
+    return Proc("gateway", popen, log, port)
+
+
+async def wait_http(url: str) -> None:
+    async def up() -> bool:
+        async with aiohttp.ClientSession() as s, s.get(url) as r:
+            return r.status < 500 or r.status == 503
+    await wait_until(up, 30, 0.1, f"{url} answering")
+
+
+@pytest.fixture(scope="module")
+async def upstreams() -> AsyncIterator[dict[str, Upstream]]:
+    ups = {name: Upstream(name) for name in UPSTREAM_NAMES}
+    for up in ups.values():
+        await up.start()
+    yield ups
+    for up in ups.values():
+        await up.stop()
+
+
+@pytest.fixture(scope="module")
+async def gateway(upstreams, tmp_path_factory) -> AsyncIterator[Proc]:
+    env = {f"UPSTREAM_{n.upper()}": f"http://127.0.0.1:{u.port}" for n, u in upstreams.items()}
+    env.update(RATE_LIMIT_PER_MIN="100000", GATEWAY_TRUSTED_PROXIES="127.0.0.1")
+    proc = start_gateway(tmp_path_factory.mktemp("gw"), env)
+    await wait_http(proc.url + "/health")
+    yield proc
+    proc.popen.terminate()
+    proc.popen.wait(10)
+
+
+@pytest.mark.parametrize(("prefix", "expected"), PREFIXES)
+async def test_every_prefix_reaches_its_upstream(gateway, http, prefix, expected):
+    path = prefix + "/some/thing?x=1"
+    async with http.get(gateway.url + path) as resp:
+        body = await resp.json()
+    assert resp.status == 200
+    assert body["upstream"] == expected
+    assert body["path"] == path
+
+
+async def test_unknown_paths_are_404_route_not_found(gateway, http):
+    for path in ("/api/v1/unknown", "/api/v2/bookings", "/api/v1/bookingsX", "/"):
+        async with http.get(gateway.url + path) as resp:
+            assert resp.status == 404, path
+            assert await resp.json() == {"error": "route not found", "success": False}
+
+
+async def test_body_streams_both_ways_and_hop_by_hop_headers_are_dropped(gateway, http):
+    payload = os.urandom(5 * 1024 * 1024)
+    async with http.post(gateway.url + "/api/v1/bookings/upload", data=payload,
+                         headers={"Connection": "keep-alive, X-Secret", "X-Secret": "1"}) as resp:
+        body = await resp.json()
+    assert body["body_len"] == len(payload)
+    assert "X-Secret" not in (body["connection"] or "")
+    async with http.get(gateway.url + "/api/v1/bookings/big") as resp:
+        data = await resp.read()
+    assert resp.status == 200 and len(data) == 64 * 65536
+
+
+async def test_request_id_and_forwarded_for(gateway, http):
+    async with http.get(gateway.url + "/api/v1/auth/x", headers={"X-Request-ID": "abc-1"}) as r:
+        body = await r.json()
+        assert r.headers["X-Request-ID"] == "abc-1"
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert body["xff"] == "127.0.0.1"
+
+
+async def test_cors_preflight_and_single_allow_origin(gateway, http):
+    origin = "http://localhost:3000"
+    async with http.options(gateway.url + "/api/v1/bookings", headers={
+            "Origin": origin, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "Authorization"}) as resp:
+        assert resp.status == 204
+        assert resp.headers["Access-Control-Allow-Origin"] == origin
+        assert "POST" in resp.headers["Access-Control-Allow-Methods"]
+    async with http.get(gateway.url + "/api/v1/bookings", headers={"Origin": origin}) as resp:
+        assert resp.headers.getall("Access-Control-Allow-Origin") == [origin]
+    async with http.get(gateway.url + "/api/v1/bookings",
+                        headers={"Origin": "http://evil.example"}) as resp:
+        assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+async def test_websocket_tunnel_both_ways_and_close_propagates(gateway, http, upstreams):
+    tracking = upstreams["tracking"]
+    async with http.ws_connect(gateway.url + "/ws/tracking/b1?token=t") as ws:
+        first = await ws.receive_str(timeout=5)
+        assert first == "hello from tracking token=t"
+        for i in range(50):
+            await ws.send_str(f"m{i}")
+        got = [await ws.receive_str(timeout=5) for _ in range(50)]
+        assert got == [f"echo:m{i}" for i in range(50)]
+    await asyncio.wait_for(tracking.ws_closed.wait(), 5)  # client close reached upstream
+
+    tracking.ws_closed.clear()
+    async with http.ws_connect(gateway.url + "/ws/tracking/b2") as ws:
+        await ws.receive_str(timeout=5)
+        await ws.send_str("close-please")
+        msg = await ws.receive(timeout=5)
+        assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED)  # upstream close reached client
+
+
+async def test_health_aggregates_upstreams(gateway, http):
+    async with http.get(gateway.url + "/health") as resp:
+        body = await resp.json()
+    assert resp.status == 200
+    assert body["status"] == "healthy" and body["service"] == "api-gateway"
+    assert sorted(s["name"] for s in body["services"]) == sorted(UPSTREAM_NAMES)
+
+
+async def test_upstream_down_gives_502_and_degraded_health(upstreams, http, tmp_path):
+    env = {f"UPSTREAM_{n.upper()}": f"http://127.0.0.1:{u.port}" for n, u in upstreams.items()}
+    env["UPSTREAM_REVIEW"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    proc = start_gateway(tmp_path, env)
+    try:
+        await wait_http(proc.url + "/health")
+        async with http.get(proc.url + "/api/v1/reviews/me") as resp:
+            assert resp.status == 502
+            assert await resp.json() == {"error": "upstream service unavailable",
+                                         "success": False}
+        async with http.get(proc.url + "/health") as resp:
+            body = await resp.json()
+        assert resp.status == 503 and body["status"] == "degraded"
+        review = next(s for s in body["services"] if s["name"] == "review")
+        assert review["status"] == "unhealthy" and review["error"]
+        assert next(s for s in body["services"] if s["name"] == "booking")["status"] == "healthy"
+    finally:
+        proc.popen.terminate()
+        proc.popen.wait(10)
+
+
+async def test_rate_limit_429_then_recovers_after_window(upstreams, http, tmp_path):
+    env = {f"UPSTREAM_{n.upper()}": f"http://127.0.0.1:{u.port}" for n, u in upstreams.items()}
+    env.update(RATE_LIMIT_PER_MIN="5", RATE_LIMIT_WINDOW_S="2",
+               JWT_SECRET="gateway-test-secret-0123456789abcdef")
+    proc = start_gateway(tmp_path, env)
+    try:
+        await wait_http(proc.url + "/health")
+
+        async def exhausted() -> bool:
+            async with http.get(proc.url + "/api/v1/bookings") as r:
+                return r.status == 429
+        await wait_until(exhausted, 10, 0.01, "limit reached")
+        async with http.get(proc.url + "/api/v1/bookings") as resp:
+            assert resp.status == 429
+            assert await resp.json() == {"error": "rate limit exceeded"}
+            assert 1 <= int(resp.headers["Retry-After"]) <= 2
+
+        # A signed-in user has a budget of their own.
+        os.environ["JWT_SECRET"] = env["JWT_SECRET"]
+        try:
+            token = issue_access_token(str(uuid.uuid4()), "a@b.c", "owner")
+        finally:
+            os.environ.pop("JWT_SECRET")
+        async with http.get(proc.url + "/api/v1/bookings",
+                            headers={"Authorization": f"Bearer {token}"}) as resp:
+            assert resp.status == 200
+
+        async def recovered() -> bool:
+            async with http.get(proc.url + "/api/v1/bookings") as r:
+                return r.status == 200
+        await wait_until(recovered, 5, 0.2, "window passed")
+    finally:
+        proc.popen.terminate()
+        proc.popen.wait(10)
+
+
+async def test_forwarded_for_trusted_only_from_trusted_proxy(upstreams, http, tmp_path):
+    env = {f"UPSTREAM_{n.upper()}": f"http://127.0.0.1:{u.port}" for n, u in upstreams.items()}
+    env.update(RATE_LIMIT_PER_MIN="2", RATE_LIMIT_WINDOW_S="60")
+    proc = start_gateway(tmp_path, env)  # no trusted proxies: X-Forwarded-For is ignored
+    try:
+        await wait_http(proc.url + "/health")  # uses one request of 127.0.0.1's budget
+        statuses = []
+        for i in range(3):
+            async with http.get(proc.url + "/api/v1/bookings",
+                                headers={"X-Forwarded-For": f"10.0.0.{i}"}) as r:
+                statuses.append(r.status)
+        assert statuses[-1] == 429  # spoofed addresses did not buy new budgets
+    finally:
+        proc.popen.terminate()
+        proc.popen.wait(10)
