@@ -11,6 +11,7 @@ from __future__ import annotations
 import faust
 
 from core.config import settings, topic_name
+from core.logs import logging_config
 from models import events as ev
 
 cfg = settings()
@@ -40,6 +41,7 @@ app = faust.App(
     stream_wait_empty=False,
     consumer_auto_offset_reset="earliest",
     table_standby_replicas=1,
+    logging_config=logging_config(cfg.log_json),
 )
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from core.db import Connection, DatabaseUnavailable, db
 from models.events import CloudEvent, MalformedEvent, decode_event, now_rfc3339
 from models.platform import processed_events
+from web.metrics import EVENTS_PROCESSED
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +100,12 @@ async def consume(stream: Any, consumer: str, handlers: dict[str, Handler]) -> N
         if handler is None:
             continue
         try:
-            await handle_once(consumer, event, handler)
+            handled = await handle_once(consumer, event, handler)
+            EVENTS_PROCESSED.labels(consumer, event.type, "ok" if handled else "duplicate").inc()
         except MalformedEvent as exc:
+            EVENTS_PROCESSED.labels(consumer, event.type, "dead_lettered").inc()
             await dead_letter(f"{event.type}: {exc}", consumer, raw, **where)
         except Exception as exc:  # a bug must not stall the partition or kill the worker
+            EVENTS_PROCESSED.labels(consumer, event.type, "dead_lettered").inc()
             log.exception("%s failed on %s %s", consumer, event.type, event.id)
             await dead_letter(f"{event.type}: handler error: {exc!r}", consumer, raw, **where)

@@ -3,6 +3,7 @@
 from streams import (  # noqa: F401
     booking,
     identity,
+    monitoring,
     notification,
     outbox_relay,
     payment,
