@@ -1,0 +1,1 @@
+"""Local stand-ins for third-party services, spoken to over real HTTP."""
