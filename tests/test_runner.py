@@ -1,0 +1,350 @@
+"""Runner domain through the gateway: profiles, presence events, GPS via the agent, crates,
+nearby search on PostGIS."""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+import aiohttp
+
+from core.security import issue_access_token
+from tests.conftest import Client
+from tests.platform import Platform, wait_until
+
+VEHICLE = {"vehicle_type": "car", "vehicle_plate": "WXY 1234", "vehicle_model": "Perodua Myvi",
+           "vehicle_year": 2021, "air_conditioned": True}
+RUNNER_KEYS = {"id", "user_id", "full_name", "phone", "vehicle_type", "vehicle_plate",
+               "vehicle_model", "air_conditioned", "session_status", "rating", "total_trips",
+               "created_at"}
+
+
+async def sign_up(platform: Platform, http: aiohttp.ClientSession, role: str) -> Client:
+    """A signed-up user of `role` through `POST /api/v1/auth/register`; admins cannot sign up,
+    so they get a token minted with the platform's secret."""
+    c = Client(http, platform.base_url)
+    if role == "admin":
+        uid = str(uuid.uuid4())
+        c.token = issue_access_token(uid, f"admin-{uid[:8]}@kilat.test", "admin")
+        c.user = {"id": uid, "role": "admin"}
+        return c
+    email = f"{role}-{uuid.uuid4().hex[:10]}@kilat.test"
+    status, body = await c.post("/api/v1/auth/register", {
+        "email": email, "password": "Secret123!", "full_name": f"Test {role.title()}",
+        "phone": "+60123456789", "role": role})
+    if status == 404:  # TEMP: identity not in yet
+        uid = str(uuid.uuid4())
+        c.token = issue_access_token(uid, email, role)
+        c.user = {"id": uid, "role": role, "email": email}
+        return c
+    assert status == 201, body
+    c.token = body["data"]["access_token"]
+    c.user = body["data"]["user"]
+    return c
+
+
+async def runner_with_profile(platform: Platform, http, **vehicle) -> Client:
+    c = await sign_up(platform, http, "runner")
+    status, body = await c.post("/api/v1/runners", {**VEHICLE, **vehicle})
+    assert status == 201, body
+    c.profile = body["data"]  # type: ignore[attr-defined]
+    return c
+
+
+def validation(field: str, tag: str, model: str = "RegisterRunnerRequest") -> dict:
+    go = "".join(p.title() for p in field.split("_"))
+    return {"success": False, "error": f"Key: '{model}.{go}' Error:Field validation for "
+                                       f"'{go}' failed on the '{tag}' tag"}
+
+
+def not_found(user_id: str) -> dict:
+    return {"success": False, "error": "runner not found",
+            "detail": f"runner with id '{user_id}' was not found"}
+
+
+# ------------------------------------------------------------------ profile
+
+async def test_register_runner_defaults_name_and_phone_from_account(platform, http) -> None:
+    c = await sign_up(platform, http, "runner")
+    uid = c.user["id"]
+    # The web runner dashboard's body: no full_name, no phone.
+    status, body = await c.post("/api/v1/runners", VEHICLE)
+    assert status == 201, body
+    dto = body["data"]
+    assert set(dto) == RUNNER_KEYS  # no crate_specs, no distance_km, no vehicle_year
+    assert dto["user_id"] == uid and dto["id"] != uid
+    # Copied from the user account (email and "" for a token without an account).
+    assert dto["full_name"] == c.user.get("full_name", c.user.get("email"))
+    assert dto["phone"] == (c.user.get("phone") or "")
+    assert dto["session_status"] == "inactive" and dto["rating"] == 0 and dto["total_trips"] == 0
+    assert dto["vehicle_type"] == "car" and dto["air_conditioned"] is True
+    assert dto["created_at"].endswith("Z")
+
+    status, body = await c.post("/api/v1/runners", {**VEHICLE, "full_name": "X", "phone": "1"})
+    assert (status, body) == (409, {"success": False, "detail": "",
+                                    "error": f"runner with user_id '{uid}' already exists"})
+
+    status, body = await c.get("/api/v1/runners/me")
+    assert status == 200 and body == {"success": True, "data": dto}
+
+
+async def test_register_runner_with_explicit_name_and_validation(platform, http) -> None:
+    c = await sign_up(platform, http, "runner")
+    for patch, field, tag in [
+        ({"vehicle_type": "rocket"}, "vehicle_type", "oneof"),
+        ({"vehicle_plate": ""}, "vehicle_plate", "required"),
+        ({"vehicle_model": None}, "vehicle_model", "string_type"),
+        ({"vehicle_year": 0}, "vehicle_year", "required"),
+        ({"vehicle_plate": "X" * 21}, "vehicle_plate", "max"),
+    ]:
+        status, body = await c.post("/api/v1/runners", {**VEHICLE, **patch})
+        assert status == 400, (patch, body)
+        if tag == "string_type":
+            assert body["success"] is False and "VehicleModel" in body["error"]
+        else:
+            assert body == validation(field, tag), patch
+    body_without_plate = {k: v for k, v in VEHICLE.items() if k != "vehicle_plate"}
+    status, body = await c.post("/api/v1/runners", body_without_plate)
+    assert (status, body) == (400, validation("vehicle_plate", "required"))
+    status, body = await c.call("POST", "/api/v1/runners", data=b"{oops",
+                                headers={"Content-Type": "application/json"})
+    assert (status, body) == (400, {"success": False, "error": "invalid request body"})
+
+    status, body = await c.post("/api/v1/runners", {**VEHICLE, "vehicle_type": "motorbike",
+                                                    "full_name": "Aminah Rahman",
+                                                    "phone": "+60198765432"})
+    assert status == 201, body
+    assert body["data"]["full_name"] == "Aminah Rahman" and body["data"]["phone"] == "+60198765432"
+    rows = platform.sql("SELECT vehicle_year, vehicle_type FROM runners WHERE user_id = %s",
+                        (c.user["id"],))
+    assert rows == [{"vehicle_year": 2021, "vehicle_type": "motorbike"}]
+
+
+async def test_roles_and_missing_profile(platform, http) -> None:
+    owner = await sign_up(platform, http, "owner")
+    status, body = await owner.post("/api/v1/runners", VEHICLE)
+    assert (status, body) == (403, {"error": "insufficient permissions"})
+    status, body = await owner.get("/api/v1/runners/me")
+    assert (status, body) == (403, {"error": "insufficient permissions"})
+    anon = Client(http, platform.base_url)
+    status, body = await anon.get("/api/v1/runners/me")
+    assert (status, body) == (401, {"error": "authorization header is required"})
+
+    c = await sign_up(platform, http, "runner")
+    uid = c.user["id"]
+    for method, path, payload in [
+        ("GET", "/api/v1/runners/me", None),
+        ("PUT", "/api/v1/runners/me", {"vehicle_model": "Axia"}),
+        ("POST", "/api/v1/runners/me/online", {"latitude": 3.1, "longitude": 101.6}),
+        ("POST", "/api/v1/runners/me/offline", None),
+        ("POST", "/api/v1/runners/me/location", {"latitude": 3.1, "longitude": 101.6}),
+        ("POST", "/api/v1/runners/me/crates", {"size": "small", "pet_types": ["cat"],
+                                               "max_weight_kg": 5}),
+    ]:
+        status, body = await c.call(method, path, payload)
+        assert (status, body) == (404, not_found(uid)), (method, path)
+
+
+async def test_update_profile_is_partial(platform, http) -> None:
+    c = await runner_with_profile(platform, http)
+    before = c.profile  # type: ignore[attr-defined]
+    status, body = await c.put("/api/v1/runners/me", {"vehicle_model": "Proton X50",
+                                                      "full_name": "", "air_conditioned": False,
+                                                      "vehicle_year": 2024})
+    assert status == 200, body
+    after = body["data"]
+    assert after["vehicle_model"] == "Proton X50" and after["air_conditioned"] is False
+    assert after["full_name"] == before["full_name"]
+    assert {k: v for k, v in after.items() if k not in ("vehicle_model", "air_conditioned")} == \
+        {k: v for k, v in before.items() if k not in ("vehicle_model", "air_conditioned")}
+    rows = platform.sql("SELECT vehicle_year, version FROM runners WHERE user_id = %s",
+                        (c.user["id"],))
+    assert rows == [{"vehicle_year": 2024, "version": 2}]
+    status, body = await c.put("/api/v1/runners/me", {"vehicle_type": "boat"})
+    assert (status, body) == (400, validation("vehicle_type", "oneof", "UpdateRunnerRequest"))
+    status, body = await c.put("/api/v1/runners/me", {})
+    assert status == 200 and body["data"]["vehicle_model"] == "Proton X50"
+
+
+async def test_crates(platform, http) -> None:
+    c = await runner_with_profile(platform, http)
+    crate = {"size": "medium", "pet_types": ["cat", "dog"], "max_weight_kg": 15.5,
+             "width_cm": 60, "height_cm": 45, "depth_cm": 40, "ventilated": True,
+             "temperature_controlled": False}
+    status, body = await c.post("/api/v1/runners/me/crates", crate)
+    assert status == 201, body
+    dto = body["data"]
+    assert set(dto) == {"id", *crate}
+    assert {k: dto[k] for k in crate} == crate
+    status, body = await c.post("/api/v1/runners/me/crates",
+                                {"size": "small", "pet_types": ["bird"], "max_weight_kg": 2})
+    assert status == 201
+    assert body["data"]["width_cm"] == 0 and body["data"]["ventilated"] is False
+
+    status, body = await c.get("/api/v1/runners/me")
+    assert status == 200
+    assert [s["size"] for s in body["data"]["crate_specs"]] == ["medium", "small"]
+    assert body["data"]["crate_specs"][0] == dto
+
+    for patch, field, tag in [({"size": "huge"}, "size", "oneof"),
+                              ({"max_weight_kg": 0}, "max_weight_kg", "required"),
+                              ({"max_weight_kg": -3}, "max_weight_kg", "gt"),
+                              ({"width_cm": -1}, "width_cm", "gte")]:
+        status, body = await c.post("/api/v1/runners/me/crates", {**crate, **patch})
+        assert (status, body) == (400, validation(field, tag, "CrateRequest")), patch
+    status, body = await c.post("/api/v1/runners/me/crates", {"size": "small", "max_weight_kg": 1})
+    assert (status, body) == (400, validation("pet_types", "required", "CrateRequest"))
+
+
+# ------------------------------------------------------------------ presence and GPS
+
+async def test_online_offline_write_rows_and_events_keyed_by_user_id(platform, http) -> None:
+    c = await runner_with_profile(platform, http)
+    uid = c.user["id"]
+    status, body = await c.post("/api/v1/runners/me/online", {"latitude": 3.139, "longitude": 101.6869})
+    assert (status, body) == (200, {"success": True, "data": {"message": "runner is now online"}})
+    assert platform.sql("SELECT session_status FROM runners WHERE user_id = %s", (uid,)) == \
+        [{"session_status": "active"}]
+    rows = platform.sql("SELECT ST_Y(location::geometry) AS lat, ST_X(location::geometry) AS lng "
+                        "FROM runner_locations WHERE runner_id = %s", (uid,))
+    assert rows == [{"lat": 3.139, "lng": 101.6869}]
+    status, body = await c.get("/api/v1/runners/me")
+    assert body["data"]["session_status"] == "active"
+
+    [online] = await platform.wait_event("runner.events", "runner.online", runner_id=uid)
+    assert online["_key"] == uid and online["source"] == "service-runner"
+    assert set(online["data"]) == {"runner_id", "latitude", "longitude", "occurred_at"}
+    assert (online["data"]["latitude"], online["data"]["longitude"]) == (3.139, 101.6869)
+
+    status, body = await c.post("/api/v1/runners/me/offline")
+    assert (status, body) == (200, {"success": True, "data": {"message": "runner is now offline"}})
+    assert platform.sql("SELECT session_status FROM runners WHERE user_id = %s", (uid,)) == \
+        [{"session_status": "inactive"}]
+    [offline] = await platform.wait_event("runner.events", "runner.offline", runner_id=uid)
+    assert offline["_key"] == uid and set(offline["data"]) == {"runner_id", "occurred_at"}
+    # Same key → same partition → offline is read after online.
+    assert offline["_partition"] == online["_partition"] and offline["_offset"] > online["_offset"]
+
+    for payload, error in [({"latitude": 91, "longitude": 101.6}, "invalid latitude"),
+                           ({"latitude": 3.1, "longitude": -181}, "invalid longitude")]:
+        status, body = await c.post("/api/v1/runners/me/online", payload)
+        assert (status, body) == (400, {"success": False, "error": error})
+    status, body = await c.post("/api/v1/runners/me/online", {"latitude": 3.1})
+    assert (status, body) == (400, validation("longitude", "required", "OnlineRequest"))
+
+
+async def test_location_update_reaches_postgis_through_gps_agent(platform, http) -> None:
+    c = await runner_with_profile(platform, http)
+    uid = c.user["id"]
+    fix = {"latitude": 3.15, "longitude": 101.71, "speed_kmh": 32.5, "heading_degrees": 270}
+
+    status, body = await c.post("/api/v1/runners/me/location", fix)
+    assert (status, body) == (400, {"success": False, "detail": "",
+                                    "error": "runner must be online to update location"})
+    assert await platform.events_of("runner.events", "runner.location_update", runner_id=uid) == []
+
+    assert (await c.post("/api/v1/runners/me/online", {"latitude": 3.14, "longitude": 101.69}))[0] == 200
+    status, body = await c.post("/api/v1/runners/me/location", fix)
+    assert (status, body) == (200, {"success": True, "data": {"message": "location updated"}})
+
+    async def moved():
+        rows = platform.sql(
+            "SELECT ST_Y(location::geometry) AS lat, ST_X(location::geometry) AS lng, speed_kmh, "
+            "heading_degrees FROM runner_locations WHERE runner_id = %s", (uid,))
+        return rows if rows and rows[0]["lat"] == 3.15 else None
+
+    rows = await wait_until(moved, 30, what="GPS agent wrote the fix")
+    assert rows == [{"lat": 3.15, "lng": 101.71, "speed_kmh": 32.5, "heading_degrees": 270.0}]
+    [event] = await platform.events_of("runner.events", "runner.location_update", runner_id=uid)
+    assert event["_key"] == uid
+    assert set(event["data"]) == {"runner_id", "latitude", "longitude", "speed_kmh",
+                                  "heading_degrees", "timestamp", "occurred_at"}
+    assert event["data"]["timestamp"] == event["data"]["occurred_at"]
+
+    for payload, error in [({**fix, "latitude": -90.5}, "invalid latitude"),
+                           ({**fix, "longitude": 180.01}, "invalid longitude"),
+                           ({**fix, "speed_kmh": -1}, "invalid speed_kmh"),
+                           ({**fix, "heading_degrees": 361}, "invalid heading_degrees")]:
+        status, body = await c.post("/api/v1/runners/me/location", payload)
+        assert (status, body) == (400, {"success": False, "error": error}), payload
+
+    assert (await c.post("/api/v1/runners/me/offline"))[0] == 200
+    status, body = await c.post("/api/v1/runners/me/location", fix)
+    assert status == 400 and body["error"] == "runner must be online to update location"
+
+
+# ------------------------------------------------------------------ nearby search
+
+def project(platform: Platform, lat: float, lng: float, metres: float, bearing_deg: float):
+    """The point `metres` away from (lat, lng) along `bearing_deg`, on the WGS84 spheroid."""
+    [row] = platform.sql(
+        "SELECT ST_Y(p::geometry) AS lat, ST_X(p::geometry) AS lng FROM (SELECT ST_Project("
+        "ST_SetSRID(ST_MakePoint(%s, %s), 4326)::geography, %s, radians(%s)) AS p) q",
+        (lng, lat, metres, bearing_deg))
+    return row["lat"], row["lng"]
+
+
+async def test_nearby_runners_nearest_first_within_radius(platform, http) -> None:
+    # A centre of our own, so runners of other tests are not in range.
+    lat0, lng0 = 4.0 + random.random(), 100.5 + random.random() / 2
+    placed = {}
+    for km, bearing, ac in [(7, 200, False), (1, 30, True), (3, 120, False), (0.5, 300, True)]:
+        c = await runner_with_profile(platform, http, air_conditioned=ac,
+                                      vehicle_model=f"model-{km}")
+        lat, lng = project(platform, lat0, lng0, km * 1000, bearing)
+        assert (await c.post("/api/v1/runners/me/online", {"latitude": lat, "longitude": lng}))[0] == 200
+        placed[km] = c
+    # Offline runners are never offered, whatever their last position.
+    assert (await placed[0.5].post("/api/v1/runners/me/offline"))[0] == 200
+    owner = await sign_up(platform, http, "owner")
+
+    status, body = await owner.get(f"/api/v1/runners/nearby?latitude={lat0}&longitude={lng0}")
+    assert status == 200, body
+    found = body["data"]
+    assert [r["user_id"] for r in found] == [placed[1].user["id"], placed[3].user["id"]]
+    assert [r["distance_km"] for r in found] == [1.0, 3.0]
+    assert found[0] == {**placed[1].profile, "session_status": "active", "distance_km": 1.0}
+
+    status, body = await owner.get(
+        f"/api/v1/runners/nearby?latitude={lat0}&longitude={lng0}&radius_km=10")
+    assert status == 200
+    assert [(r["user_id"], r["distance_km"]) for r in body["data"]] == [
+        (placed[1].user["id"], 1.0), (placed[3].user["id"], 3.0), (placed[7].user["id"], 7.0)]
+    assert all("crate_specs" not in r for r in body["data"])
+
+    status, body = await owner.get(
+        f"/api/v1/runners/nearby?latitude={lat0}&longitude={lng0}&radius_km=0.9")
+    assert (status, body) == (200, {"success": True, "data": []})
+
+    base = "/api/v1/runners/nearby?"
+    for query, error in [
+        (f"longitude={lng0}", "invalid latitude"),
+        (f"latitude=abc&longitude={lng0}", "invalid latitude"),
+        (f"latitude=95&longitude={lng0}", "invalid latitude"),
+        (f"latitude={lat0}", "invalid longitude"),
+        (f"latitude={lat0}&longitude=200", "invalid longitude"),
+        (f"latitude={lat0}&longitude={lng0}&radius_km=0", "invalid radius"),
+        (f"latitude={lat0}&longitude={lng0}&radius_km=-2", "invalid radius"),
+        (f"latitude={lat0}&longitude={lng0}&radius_km=100.5", "invalid radius"),
+        (f"latitude={lat0}&longitude={lng0}&radius_km=ten", "invalid radius"),
+        (f"latitude={lat0}&longitude={lng0}&radius_km=nan", "invalid radius"),
+    ]:
+        status, body = await owner.get(base + query)
+        assert (status, body) == (400, {"success": False, "error": error}), query
+    status, body = await Client(http, platform.base_url).get(
+        base + f"latitude={lat0}&longitude={lng0}")
+    assert status == 401
+
+
+async def test_nearby_runners_limit_20(platform, http) -> None:
+    lat0, lng0 = -2.0 - random.random(), 110.0 + random.random()
+    ids = []
+    for i in range(21):
+        c = await runner_with_profile(platform, http)
+        lat, lng = project(platform, lat0, lng0, 100 + i * 100, i * 17)
+        assert (await c.post("/api/v1/runners/me/online", {"latitude": lat, "longitude": lng}))[0] == 200
+        ids.append(c.user["id"])
+    status, body = await c.get(f"/api/v1/runners/nearby?latitude={lat0}&longitude={lng0}")
+    assert status == 200
+    assert [r["user_id"] for r in body["data"]] == ids[:20]
+    assert [r["distance_km"] for r in body["data"]] == [round(0.1 * (i + 1), 3) for i in range(20)]
