@@ -15,6 +15,7 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
 import jwt
@@ -165,6 +166,21 @@ async def health(request: web.Request) -> web.Response:
     )
 
 
+OPENAPI_PATH = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
+
+
+def _read_openapi(path: Path) -> bytes | None:
+    return path.read_bytes() if path.exists() else None
+
+
+async def openapi_document(request: web.Request) -> web.StreamResponse:
+    """The committed OpenAPI document of the whole public API (read at start-up)."""
+    document = request.app[SETTINGS]["openapi"]
+    if document is None:
+        return _error(404, "route not found")
+    return web.Response(body=document, content_type="application/json")
+
+
 # ---------------------------------------------------------------- proxying
 
 def _forward_headers(request: web.Request) -> CIMultiDict:
@@ -298,6 +314,7 @@ def create_app(env: dict[str, str] | None = None) -> web.Application:
         "trusted_proxies": {p.strip() for p in env.get("GATEWAY_TRUSTED_PROXIES", "").split(",")
                             if p.strip()},
         "timeout": float(env.get("GATEWAY_TIMEOUT_S", 30)),
+        "openapi": _read_openapi(Path(env.get("KILAT_OPENAPI_PATH", OPENAPI_PATH))),
         "jwt_secret": env.get("JWT_SECRET") or (
             DEV_JWT_SECRET if env.get("KILAT_ENV", "development") != "production" else ""),
     }
@@ -314,6 +331,7 @@ def create_app(env: dict[str, str] | None = None) -> web.Application:
     app.on_startup.append(open_session)
     app.on_cleanup.append(close_session)
     app.router.add_get("/health", health)
+    app.router.add_get("/openapi.json", openapi_document)
     app.router.add_route("*", "/{tail:.*}", proxy)
     return app
 
