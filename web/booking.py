@@ -1,5 +1,507 @@
-"""HTTP views of the booking domain."""
+"""HTTP views of the booking domain: bookings and their lifecycle, proof photos, pets, admin.
 
+Every view reads: parse → decide (domain/booking.py, pure) → persist + emit (stores/booking.py,
+one transaction; events go through the outbox).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import pydantic
 from aiohttp import web
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
+
+from core.db import Connection, Row, db
+from core.security import Principal
+from domain import booking as rules
+from stores import booking as store
+from stores import runner as runner_store
+from web.http import (
+    ApiError,
+    Body,
+    bad_request,
+    conflict,
+    created,
+    invalid_transition,
+    message,
+    not_found,
+    ok,
+    page_params,
+    paginated,
+    parse_body,
+    path_uuid,
+    read_json,
+    require_role,
+    validation_error,
+)
 
 routes = web.RouteTableDef()
+
+INVALID_ID = "invalid booking ID"
+
+
+# ---------------------------------------------------------------- request bodies
+
+def _required(value: Any) -> Any:
+    """Go's `binding:"required"`: empty strings and zero numbers count as missing."""
+    if value in ("", 0, None) or (isinstance(value, str) and not value.strip()):
+        raise PydanticCustomError("missing", "Field required")
+    return value
+
+
+ReqStr = Annotated[str, AfterValidator(_required)]
+
+
+class Strict(Body):
+    model_config = pydantic.ConfigDict(extra="ignore", allow_inf_nan=False)
+
+
+class VaccinationIn(Strict):
+    vaccine_name: str = ""
+    date_given: str | None = None
+    expires_at: str | None = None
+    vet_name: str = ""
+    verified: bool = False
+
+
+class PetSpecIn(Strict):
+    pet_type: Annotated[str, Field(max_length=20), AfterValidator(_required)]
+    breed: str = Field("", max_length=100)
+    name: Annotated[str, Field(max_length=100), AfterValidator(_required)]
+    weight_kg: Annotated[float, Field(le=1000), AfterValidator(_required)]
+    age_months: int = Field(0, ge=0, le=1200)
+    vaccinations: list[VaccinationIn] = Field(default_factory=list)
+    special_needs: str = Field("", max_length=2000)
+    photo_url: str = Field("", max_length=2000)
+
+
+class AddressIn(Strict):
+    line1: Annotated[str, Field(max_length=255), AfterValidator(_required)]
+    line2: str = Field("", max_length=255)
+    city: Annotated[str, Field(max_length=100), AfterValidator(_required)]
+    state: Annotated[str, Field(max_length=100), AfterValidator(_required)]
+    postal_code: str = Field("", max_length=20)
+    country: Annotated[str, Field(max_length=100), AfterValidator(_required)]
+    latitude: Annotated[float, Field(ge=-90, le=90), AfterValidator(_required)]
+    longitude: Annotated[float, Field(ge=-180, le=180), AfterValidator(_required)]
+
+
+class CreateBookingRequest(Strict):
+    pet_spec: PetSpecIn
+    pickup_address: AddressIn
+    dropoff_address: AddressIn
+    scheduled_at: str | None = None
+    notes: str = Field("", max_length=1000)
+
+
+class CancelBookingRequest(Strict):
+    reason: str = Field("", max_length=500)
+
+
+class PhotoRequest(Strict):
+    photo_type: ReqStr
+    photo_url: Annotated[str, Field(max_length=2000), AfterValidator(_required)]
+    caption: str = Field("", max_length=2000)
+
+
+class CreatePetRequest(Strict):
+    name: Annotated[str, Field(max_length=100), AfterValidator(_required)]
+    pet_type: Annotated[str, Field(max_length=20), AfterValidator(_required)]
+    breed: str = Field("", max_length=100)
+    weight_kg: float = Field(0, ge=0, le=999.99)
+    age_months: int = Field(0, ge=0, le=1200)
+    allergies: str = Field("", max_length=2000)
+    special_needs: str = Field("", max_length=2000)
+    notes: str = Field("", max_length=2000)
+    photo_url: str = Field("", max_length=2000)
+    vaccination_status: str = Field("", max_length=50)
+
+
+class UpdatePetRequest(Strict):
+    name: str = Field("", max_length=100)
+    pet_type: str = Field("", max_length=20)
+    breed: str = Field("", max_length=100)
+    weight_kg: float = Field(0, le=999.99)
+    age_months: int = Field(0, le=1200)
+    allergies: str = Field("", max_length=2000)
+    special_needs: str = Field("", max_length=2000)
+    notes: str = Field("", max_length=2000)
+    photo_url: str = Field("", max_length=2000)
+    vaccination_status: str = Field("", max_length=50)
+
+
+# ---------------------------------------------------------------- DTOs
+
+PET_SPEC_KEYS = ("pet_type", "breed", "name", "weight_kg", "age_months", "vaccinations",
+                 "special_needs", "photo_url")
+ADDRESS_KEYS = ("line1", "line2", "city", "state", "postal_code", "country", "latitude",
+                "longitude")
+CRATE_KEYS = ("minimum_size", "needs_ventilation", "needs_temp_control",
+              "minimum_weight_capacity")
+
+
+def _pick(value: dict[str, Any] | None, keys: tuple[str, ...]) -> dict[str, Any]:
+    value = value or {}
+    return {k: value.get(k) for k in keys}
+
+
+def booking_dto(b: Row) -> dict[str, Any]:
+    """BookingDTO (reference §2.2): `omitempty` keys are left out when unset."""
+    dto: dict[str, Any] = {"id": b["id"], "booking_number": b["booking_number"],
+                           "owner_id": b["owner_id"]}
+    if b.get("runner_id"):
+        dto["runner_id"] = b["runner_id"]
+    dto["status"] = b["status"]
+    spec = _pick(b["pet_spec"], PET_SPEC_KEYS)
+    spec["vaccinations"] = spec["vaccinations"] or []
+    dto["pet_spec"] = spec
+    dto["crate_requirement"] = _pick(b["crate_requirement"], CRATE_KEYS)
+    dto["pickup_address"] = _pick(b["pickup_address"], ADDRESS_KEYS)
+    dto["dropoff_address"] = _pick(b["dropoff_address"], ADDRESS_KEYS)
+    if b.get("route_spec"):
+        dto["route_spec"] = b["route_spec"]
+    dto["estimated_price_cents"] = b["estimated_price_cents"]
+    if b.get("final_price_cents") is not None:
+        dto["final_price_cents"] = b["final_price_cents"]
+    dto["currency"] = b["currency"]
+    for key in ("scheduled_at", "picked_up_at", "delivered_at", "cancelled_at"):
+        if b.get(key) is not None:
+            dto[key] = b[key]
+    for key in ("cancel_note", "notes"):
+        if b.get(key):
+            dto[key] = b[key]
+    dto.update(version=b["version"], created_at=b["created_at"], updated_at=b["updated_at"])
+    return dto
+
+
+def photo_dto(p: Row) -> dict[str, Any]:
+    return {k: p[k] for k in ("id", "booking_id", "runner_id", "photo_type", "photo_url",
+                              "caption", "taken_at", "created_at")}
+
+
+def pet_dto(p: Row) -> dict[str, Any]:
+    dto = {k: p[k] for k in ("id", "owner_id", "name", "pet_type", "breed", "weight_kg",
+                             "age_months")}
+    dto["weight_kg"] = float(p["weight_kg"])
+    for key in ("allergies", "special_needs", "notes", "photo_url", "vaccination_status"):
+        if p[key]:
+            dto[key] = p[key]
+    dto.update(status=p["status"], created_at=p["created_at"], updated_at=p["updated_at"])
+    return dto
+
+
+# ---------------------------------------------------------------- helpers
+
+@contextmanager
+def domain_errors() -> Iterator[None]:
+    """Map the booking rules' exceptions onto the contract's errors."""
+    try:
+        yield
+    except rules.InvalidTransition as exc:
+        raise invalid_transition(exc.current, exc.target) from None
+    except rules.NotAllowed as exc:
+        raise ApiError(403, exc.message, exc.detail) from None
+    except rules.DeclineConflict as exc:
+        raise conflict(str(exc)) from None
+    except store.BookingConflict:
+        raise conflict("booking was modified by another transaction") from None
+    except rules.BookingRuleError as exc:
+        raise validation_error(str(exc)) from None
+
+
+async def load_booking(conn: Connection, booking_id: str) -> Row:
+    booking = await store.get_booking(conn, booking_id)
+    if booking is None:
+        raise not_found("Booking", booking_id)
+    return booking
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+Decide = Callable[[Row, Principal], rules.Transition]
+
+
+async def _transition(request: web.Request, action: str, roles: tuple[str, ...],
+                      decide: Decide) -> web.Response:
+    """Load → authorise → decide → commit (row, history, events) in one transaction."""
+    principal = require_role(request, *roles)
+    booking_id = path_uuid(request, "id", INVALID_ID)
+    with domain_errors():
+        async with db.transaction() as conn:
+            booking = await load_booking(conn, booking_id)
+            rules.check_actor(action, booking, principal.user_id, principal.role)
+            row = await store.commit_transition(conn, booking, decide(booking, principal),
+                                                principal.user_id)
+    return ok(booking_dto(row))
+
+
+async def _create(conn: Connection, owner_id: str, pet_spec: dict[str, Any],
+                  pickup: dict[str, Any], dropoff: dict[str, Any], notes: str,
+                  scheduled_at: datetime | None) -> Row:
+    """Price and insert a new requested booking, with its history row and event."""
+    q = rules.quote(pet_spec, pickup, dropoff)
+    values = {
+        "owner_id": owner_id, "status": rules.REQUESTED,
+        "pet_spec": {**pet_spec, "pet_type": q.pet_type}, "crate_requirement": q.crate,
+        "pickup_address": pickup, "dropoff_address": dropoff,
+        "estimated_price_cents": q.price_cents, "currency": rules.CURRENCY,
+        "scheduled_at": scheduled_at, "notes": notes or None,
+    }
+    row = None
+    for _ in range(5):  # a booking number collision is ~1 in 10^9: draw again
+        row = await store.insert_booking(
+            conn, {**values, "booking_number": rules.new_booking_number()},
+            pickup["latitude"], pickup["longitude"])
+        if row is not None:
+            break
+    if row is None:
+        raise RuntimeError("could not allocate a booking number")
+    await store.add_history(conn, row["id"], None, rules.REQUESTED, owner_id, None)
+    await store.emit_all(conn, [rules.requested_event(row)])
+    return row
+
+
+# ---------------------------------------------------------------- bookings
+
+@routes.post("/api/v1/bookings")
+async def create_booking(request: web.Request) -> web.Response:
+    principal = require_role(request, "owner")
+    body = await parse_body(request, CreateBookingRequest)
+    try:
+        scheduled_at = rules.parse_scheduled_at(body.scheduled_at)
+    except rules.BookingRuleError as exc:
+        raise bad_request(str(exc)) from None
+    with domain_errors():
+        async with db.transaction() as conn:
+            row = await _create(conn, principal.user_id, body.pet_spec.model_dump(),
+                                body.pickup_address.model_dump(),
+                                body.dropoff_address.model_dump(), body.notes, scheduled_at)
+    return created(booking_dto(row))
+
+
+@routes.get("/api/v1/bookings")
+async def list_bookings(request: web.Request) -> web.Response:
+    """Owner → own bookings; runner → assigned bookings, or with `?status=requested` the open
+    jobs (nearest first when online); admin/shop → own (none). `status` filters every list."""
+    principal = require_role(request)
+    page, limit = page_params(request)
+    try:
+        statuses = rules.parse_status_filter(request.query.get("status"))
+    except rules.BookingRuleError as exc:
+        raise bad_request(str(exc)) from None
+    async with db.connect() as conn:
+        if principal.role == "runner" and statuses == (rules.REQUESTED,):
+            near = await runner_store.runner_position(conn, principal.user_id, online_only=True)
+            rows, total = await store.list_open_jobs(conn, near, page=page, limit=limit)
+        elif principal.role == "runner":
+            rows, total = await store.list_bookings(
+                conn, runner_id=principal.user_id, statuses=statuses, page=page, limit=limit)
+        else:
+            rows, total = await store.list_bookings(
+                conn, owner_id=principal.user_id, statuses=statuses, page=page, limit=limit)
+    return paginated([booking_dto(r) for r in rows], total, page, limit)
+
+
+@routes.get("/api/v1/bookings/{id}")
+async def get_booking(request: web.Request) -> web.Response:
+    principal = require_role(request)
+    booking_id = path_uuid(request, "id", INVALID_ID)
+    async with db.connect() as conn:
+        booking = await load_booking(conn, booking_id)
+    if not rules.may_view(booking, principal.user_id, principal.role):
+        raise ApiError(403, "forbidden", "you are not a participant of this booking")
+    return ok(booking_dto(booking))
+
+
+@routes.post("/api/v1/bookings/{id}/accept")
+async def accept_booking(request: web.Request) -> web.Response:
+    return await _transition(request, "accept", ("runner",),
+                             lambda b, p: rules.accept(b, p.user_id, _now()))
+
+
+@routes.post("/api/v1/bookings/{id}/pickup")
+async def pickup_booking(request: web.Request) -> web.Response:
+    return await _transition(request, "pickup", ("runner",),
+                             lambda b, p: rules.pickup(b, _now()))
+
+
+@routes.post("/api/v1/bookings/{id}/deliver")
+async def deliver_booking(request: web.Request) -> web.Response:
+    return await _transition(request, "deliver", ("runner",),
+                             lambda b, p: rules.deliver(b, _now()))
+
+
+@routes.post("/api/v1/bookings/{id}/confirm")
+async def confirm_booking(request: web.Request) -> web.Response:
+    return await _transition(request, "confirm", ("owner",),
+                             lambda b, p: rules.complete(b, "confirmed by owner"))
+
+
+@routes.post("/api/v1/bookings/{id}/cancel")
+async def cancel_booking(request: web.Request) -> web.Response:
+    require_role(request)
+    path_uuid(request, "id", INVALID_ID)
+    body = await parse_body(request, CancelBookingRequest, required=False)
+    return await _transition(request, "cancel", (),
+                             lambda b, p: rules.cancel(b, p.user_id, body.reason, _now()))
+
+
+@routes.post("/api/v1/bookings/{id}/decline")
+async def decline_booking(request: web.Request) -> web.Response:
+    """accepted → requested by the assigned runner, with a reason (reference §2.2 Decline)."""
+    principal = require_role(request, "runner")
+    booking_id = path_uuid(request, "id", INVALID_ID)
+    raw = await read_json(request)
+    if not isinstance(raw, dict):
+        raise bad_request("invalid request body")
+    reason = raw.get("reason")
+    if reason not in rules.DECLINE_REASONS:
+        raise validation_error("reason must be one of: " + ", ".join(rules.DECLINE_REASONS))
+    with domain_errors():
+        async with db.transaction() as conn:
+            booking = await load_booking(conn, booking_id)
+            rules.check_actor("decline", booking, principal.user_id, principal.role)
+            row = await store.commit_transition(conn, booking, rules.decline(booking, reason),
+                                                principal.user_id)
+            await store.add_decline_reason(conn, booking_id, principal.user_id, reason)
+    return ok(booking_dto(row))
+
+
+@routes.post("/api/v1/bookings/{id}/rebook")
+async def rebook(request: web.Request) -> web.Response:
+    """A new requested booking with the same pet, addresses and notes (not the schedule)."""
+    principal = require_role(request, "owner")
+    booking_id = path_uuid(request, "id", INVALID_ID)
+    with domain_errors():
+        async with db.transaction() as conn:
+            old = await load_booking(conn, booking_id)
+            rules.check_actor("rebook", old, principal.user_id, principal.role)
+            row = await _create(conn, principal.user_id, old["pet_spec"], old["pickup_address"],
+                                old["dropoff_address"], old.get("notes") or "", None)
+    return created(booking_dto(row))
+
+
+@routes.post("/api/v1/bookings/{id}/photo")
+async def add_photo(request: web.Request) -> web.Response:
+    principal = require_role(request, "runner")
+    booking_id = path_uuid(request, "id", INVALID_ID)
+    body = await parse_body(request, PhotoRequest)
+    if body.photo_type not in rules.PHOTO_TYPES:
+        raise validation_error(f"invalid photo type: {body.photo_type}")
+    with domain_errors():
+        async with db.transaction() as conn:
+            booking = await load_booking(conn, booking_id)
+            rules.check_actor("photo", booking, principal.user_id, principal.role)
+            photo = await store.add_photo(conn, booking_id, principal.user_id, body.photo_type,
+                                          body.photo_url, body.caption)
+    return created(photo_dto(photo))
+
+
+@routes.get("/api/v1/bookings/{id}/photos")
+async def list_photos(request: web.Request) -> web.Response:
+    principal = require_role(request)
+    booking_id = path_uuid(request, "id", INVALID_ID)
+    with domain_errors():
+        async with db.connect() as conn:
+            booking = await load_booking(conn, booking_id)
+            rules.check_actor("photos", booking, principal.user_id, principal.role)
+            photos = await store.list_photos(conn, booking_id)
+    return ok([photo_dto(p) for p in photos])
+
+
+# ---------------------------------------------------------------- admin
+
+@routes.get("/api/v1/admin/bookings")
+async def admin_list(request: web.Request) -> web.Response:
+    require_role(request, "admin")
+    page, limit = page_params(request, over_max=20)
+    try:
+        statuses = rules.parse_status_filter(request.query.get("status"))
+    except rules.BookingRuleError as exc:
+        raise bad_request(str(exc)) from None
+    async with db.connect() as conn:
+        rows, total = await store.list_bookings(conn, statuses=statuses, page=page, limit=limit)
+    return paginated([booking_dto(r) for r in rows], total, page, limit)
+
+
+@routes.get("/api/v1/admin/stats/bookings")
+async def admin_stats(request: web.Request) -> web.Response:
+    require_role(request, "admin")
+    async with db.connect() as conn:
+        counts = await store.count_by_status(conn)
+    by_status = {s: counts.get(s, 0) for s in rules.STATUSES}
+    return ok({"total_bookings": sum(counts.values()), "by_status": by_status})
+
+
+# ---------------------------------------------------------------- pets
+
+INVALID_PET_ID = "invalid pet ID"
+
+
+async def _own_pet(conn: Connection, request: web.Request, owner_id: str) -> Row:
+    pet_id = path_uuid(request, "id", INVALID_PET_ID)
+    pet = await store.get_pet(conn, pet_id)
+    if pet is None:
+        raise not_found("Pet", pet_id)
+    if pet["owner_id"] != owner_id:
+        raise ApiError(403, "you do not own this pet profile", "")
+    return pet
+
+
+@routes.post("/api/v1/pets")
+async def create_pet(request: web.Request) -> web.Response:
+    principal = require_role(request, "owner")
+    body = await parse_body(request, CreatePetRequest)
+    async with db.transaction() as conn:
+        pet = await store.insert_pet(conn, {**body.model_dump(), "owner_id": principal.user_id})
+    return created(pet_dto(pet))
+
+
+@routes.get("/api/v1/pets")
+async def list_pets(request: web.Request) -> web.Response:
+    principal = require_role(request, "owner")
+    async with db.connect() as conn:
+        rows = await store.list_active_pets(conn, principal.user_id)
+    return ok([pet_dto(p) for p in rows])
+
+
+@routes.get("/api/v1/pets/{id}")
+async def get_pet(request: web.Request) -> web.Response:
+    principal = require_role(request, "owner")
+    async with db.connect() as conn:
+        pet = await _own_pet(conn, request, principal.user_id)
+    return ok(pet_dto(pet))
+
+
+@routes.put("/api/v1/pets/{id}")
+async def update_pet(request: web.Request) -> web.Response:
+    """Partial update: only non-empty strings and positive numbers are applied."""
+    principal = require_role(request, "owner")
+    path_uuid(request, "id", INVALID_PET_ID)
+    body = await parse_body(request, UpdatePetRequest)
+    changes = {k: v for k, v in body.model_dump().items()
+               if (isinstance(v, str) and v.strip()) or (not isinstance(v, str) and v > 0)}
+    async with db.transaction() as conn:
+        pet = await _own_pet(conn, request, principal.user_id)
+        row = await store.update_pet(conn, pet, changes) if changes else pet
+        if row is None:
+            raise conflict("pet was modified by another transaction")
+    return ok(pet_dto(row))
+
+
+@routes.delete("/api/v1/pets/{id}")
+async def archive_pet(request: web.Request) -> web.Response:
+    principal = require_role(request, "owner")
+    async with db.transaction() as conn:
+        pet = await _own_pet(conn, request, principal.user_id)
+        if pet["status"] != "archived":
+            if await store.update_pet(conn, pet, {"status": "archived"}) is None:
+                raise conflict("pet was modified by another transaction")
+    return message("pet profile archived")
