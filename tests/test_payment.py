@@ -525,3 +525,70 @@ async def test_cash_out_with_destinations(pay, user) -> None:
     status, body = await runner.post("/api/v1/payouts/cash-out",
                                      {"amountMyrCents": 13900, "destinationId": dest["id"]})
     assert status == 202
+
+
+# ================================================================== the client journey
+
+
+async def register(pay: Platform, http, role: str) -> Client:
+    c = Client(http, pay.base_url)
+    status, body = await c.post("/api/v1/auth/register", {
+        "email": f"{role}-{uuid.uuid4().hex[:10]}@kilat.test", "password": "Secret123!",
+        "full_name": f"Test {role.title()}", "phone": "+60123456789", "role": role})
+    assert status == 201, body
+    c.token, c.user = body["data"]["access_token"], body["data"]["user"]
+    return c
+
+
+def _address(lat: float, lng: float) -> dict:
+    return {"line1": "1 Jalan Test", "city": "Kuala Lumpur", "state": "WP", "country": "MY",
+            "latitude": lat, "longitude": lng}
+
+
+async def create_booking(owner: Client) -> dict:
+    status, body = await owner.post("/api/v1/bookings", {
+        "pet_spec": {"pet_type": "cat", "name": "Milo", "weight_kg": 4},
+        "pickup_address": _address(3.139, 101.6869), "dropoff_address": _address(3.15, 101.71)})
+    assert status == 201, body
+    return body["data"]
+
+
+async def test_journey_pay_deliver_release_and_pay_cancel_refund(pay, fake_stripe, http) -> None:
+    owner, runner = await register(pay, http, "owner"), await register(pay, http, "runner")
+    booking = await create_booking(owner)
+    assert booking["estimated_price_cents"] == 1510
+    # What the web client sends: the amount it shows, which the server ignores.
+    status, body = await owner.post("/api/v1/payments/initiate", {
+        "booking_id": booking["id"], "amount_cents": 1, "currency": "MYR",
+        "customer_email": owner.user["email"]})
+    assert status == 201, body
+    payment = body["data"]
+    assert (payment["escrow_status"], payment["amount_cents"], payment["platform_fee_cents"],
+            payment["runner_payout_cents"]) == ("held", 1510, 226, 1284)
+    for step in ("accept", "pickup", "deliver"):
+        status, body = await runner.post(f"/api/v1/bookings/{booking['id']}/{step}")
+        assert status == 200, (step, body)
+
+    async def released():
+        status, body = await owner.get(f"/api/v1/payments/booking/{booking['id']}")
+        return status == 200 and body["data"]["escrow_status"] == "released" and body["data"]
+    done = await wait_until(released, 30, what="escrow released after delivery")
+    assert done["runner_id"] == runner.user["id"]
+    [event] = await pay.wait_event("payment.events", "payment.escrow_released",
+                                   booking_id=booking["id"])
+    assert event["data"]["runner_payout_cents"] == 1284
+    status, body = await runner.get(f"/api/v1/payments/{payment['id']}")
+    assert status == 200 and body["data"]["escrow_status"] == "released"
+
+    second = await create_booking(owner)
+    status, body = await owner.post("/api/v1/payments/initiate", {"booking_id": second["id"]})
+    assert status == 201, body
+    status, body = await owner.post(f"/api/v1/bookings/{second['id']}/cancel",
+                                    {"reason": "vet appointment moved"})
+    assert status == 200, body
+
+    async def refunded():
+        status, body = await owner.get(f"/api/v1/payments/booking/{second['id']}")
+        return body["data"]["escrow_status"] == "refunded" and body["data"]
+    done = await wait_until(refunded, 30, what="escrow refunded after cancel")
+    assert done["refund_reason"] == "booking cancelled: vet appointment moved"
