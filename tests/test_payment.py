@@ -3,6 +3,7 @@ Kafka and PostGIS, with Stripe played by a local fake spoken to over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -11,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from core.security import issue_access_token
+from core.stripe import Stripe, StripeError
 from domain import payment as rules
 from models.events import new_event
 from tests.conftest import Client
@@ -165,6 +167,39 @@ def outbox_events(p: Platform, type_: str, booking_id: str) -> list[dict]:
         (booking_id, type_))]
 
 
+# ================================================================== Stripe adapter
+
+
+async def test_stripe_adapter_mock_mode_is_deterministic() -> None:
+    mock = Stripe(base="mock")
+    intent = await mock.create_intent(1510, "MYR", str(uuid.uuid4()), "hold-abc")
+    assert intent.status == "requires_capture" and intent.amount == 1510
+    assert len(intent.id) == len("pi_mock_") + 8 and intent.id.startswith("pi_mock_")
+    assert (await mock.create_intent(1510, "MYR", "b", "hold-abc")).id == intent.id
+    assert (await mock.create_intent(1510, "MYR", "b", "hold-xyz")).id != intent.id
+    assert (await mock.capture(intent.id, "capture-abc")).status == "succeeded"
+    assert (await mock.cancel(intent.id, "refund-abc")).status == "canceled"
+
+
+async def test_stripe_adapter_over_http_honours_idempotency(fake_stripe) -> None:
+    client = Stripe(base=fake_stripe.base_url, secret=fake_stripe.secret)
+    key = f"hold-{uuid.uuid4()}"
+    try:
+        first = await client.create_intent(2210, "MYR", "b-1", key)
+        again = await client.create_intent(2210, "MYR", "b-1", key)
+        assert first == again and first.status == "requires_capture"
+        assert len(fake_stripe.calls("/v1/payment_intents", key=key)) == 2
+        assert len([i for i in fake_stripe.intents.values()
+                    if i["metadata"] == {"booking_id": "b-1"}]) == 1
+        assert (await client.capture(first.id, f"c-{key}")).status == "succeeded"
+        with pytest.raises(StripeError, match="HTTP 400"):
+            await client.cancel(first.id, f"r-{key}")
+        with pytest.raises(StripeError, match="HTTP 401"):
+            await Stripe(base=fake_stripe.base_url, secret="sk_wrong").capture(first.id, "k")
+    finally:
+        await client.close()
+
+
 # ================================================================== initiate and reads
 
 
@@ -214,6 +249,16 @@ async def test_initiate_holds_escrow_priced_from_the_booking(pay, fake_stripe, u
     assert status == 403 and body["success"] is False
     status, body = await stranger.post("/api/v1/payments/initiate", {"booking_id": booking_id})
     assert (status, body["error"]) == (403, "booking does not belong to this user")
+
+
+async def test_concurrent_initiates_for_one_booking(pay, user) -> None:
+    owner = user("owner")
+    booking_id = insert_booking(pay, owner.user["id"], price=3000)
+    results = await asyncio.gather(*[
+        owner.post("/api/v1/payments/initiate", {"booking_id": booking_id}) for _ in range(3)])
+    assert sorted(status for status, _ in results) == [201, 409, 409], results
+    assert pay.sql("SELECT count(*) AS n FROM payments WHERE booking_id = %s",
+                   (booking_id,)) == [{"n": 1}]
 
 
 async def test_initiate_errors(pay, user) -> None:
