@@ -137,6 +137,12 @@ async def set_runner_rating(conn: Connection, user_id: str, rating: float,
     await conn.execute(update(runners).where(runners.c.user_id == user_id).values(**values))
 
 
+async def increment_total_trips(conn: Connection, user_id: str) -> None:
+    """For the booking/review domains: one more completed trip for a runner (by user id)."""
+    await conn.execute(update(runners).where(runners.c.user_id == user_id)
+                       .values(total_trips=runners.c.total_trips + 1, updated_at=func.now()))
+
+
 # ------------------------------------------------------------------ pet shops
 
 _shop_geom = pet_shops.c.location.cast(Geometry)
