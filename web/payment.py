@@ -8,6 +8,7 @@ save_payment (pending, promo use recorded, `payment.escrow_created`) → create_
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from pydantic import Field
 from sqlalchemy import func
 
 from core.config import settings
-from core.db import Connection, Row, db
+from core.db import Connection, DatabaseUnavailable, Row, db
 from core.security import Principal
 from core.stripe import PaymentIntent, StripeError, stripe
 from domain.payment import (
@@ -75,8 +76,8 @@ def provider_unavailable(detail: str) -> ApiError:
 class InitiatePaymentRequest(Body):
     booking_id: uuid.UUID
     # Accepted for compatibility and ignored: the amount comes from the booking (DESIGN 8).
-    amount_cents: int | None = None
-    currency: str | None = None
+    amount_cents: Any = None
+    currency: Any = None
     customer_email: str | None = None
     promo_code: str | None = None
 
@@ -191,6 +192,11 @@ async def initiate_payment(request: web.Request) -> web.Response:
         held = await hold_escrow(payment, intent, runner_id)
     except (InvalidTransition, RuntimeError) as exc:
         raise provider_unavailable(await fail_payment(payment, "hold_escrow", exc, intent)) from None
+    except DatabaseUnavailable:
+        # The row cannot be marked failed now; at least release the customer's money.
+        with contextlib.suppress(StripeError):
+            await stripe().cancel(intent.id, f"cancel-{payment['id']}")
+        raise
     return created(store.payment_dto(held))
 
 
@@ -263,6 +269,8 @@ async def refund_payment(request: web.Request) -> web.Response:
         payment = await store.get_payment(conn, payment_id, for_update=True)
         if payment is None:
             raise not_found("Payment", payment_id)
+        if not body.reason.strip():
+            raise bad_request("reason is required")
         try:
             refunded = await refund_escrow(conn, payment, body.reason.strip())
         except InvalidTransition as exc:
