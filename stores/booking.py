@@ -120,6 +120,11 @@ async def add_decline_reason(conn: Connection, booking_id: str, runner_id: str,
 
 # ---------------------------------------------------------------- lists and stats
 
+def _offset(page: int, limit: int) -> int:
+    """Rows to skip, kept within PostgreSQL's bigint (an absurd `?page=` is just past the end)."""
+    return min((page - 1) * limit, 2**62)
+
+
 async def list_bookings(conn: Connection, *, owner_id: str | None = None,
                         runner_id: str | None = None, statuses: tuple[str, ...] | None = None,
                         page: int, limit: int) -> tuple[list[Row], int]:
@@ -136,7 +141,7 @@ async def list_bookings(conn: Connection, *, owner_id: str | None = None,
     rows = await _all(conn,
         select(*BOOKING_COLUMNS).where(where)
         .order_by(bookings.c.created_at.desc(), bookings.c.id)
-        .limit(limit).offset((page - 1) * limit))
+        .limit(limit).offset(_offset(page, limit)))
     return rows, int(total or 0)
 
 
@@ -151,7 +156,7 @@ async def list_open_jobs(conn: Connection, near: tuple[float, float] | None, *, 
     total = await conn.scalar(select(func.count()).select_from(bookings).where(where))
     rows = await _all(conn,
         select(*BOOKING_COLUMNS).where(where).order_by(*order)
-        .limit(limit).offset((page - 1) * limit))
+        .limit(limit).offset(_offset(page, limit)))
     return rows, int(total or 0)
 
 

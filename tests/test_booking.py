@@ -370,6 +370,8 @@ async def test_list_filters_and_pagination(platform, new_client, admin):
     assert [b["id"] for b in body["data"]] == [ids[2], ids[1]]  # newest first
     assert body["pagination"] == {"total": 3, "page": 1, "limit": 2, "total_pages": 2}
     assert (await owner.get(f"{B}?limit=500"))[1]["pagination"]["limit"] == 100
+    status, body = await owner.get(f"{B}?page=99999999999999999999&limit=abc")
+    assert status == 200 and body["data"] == [] and body["pagination"]["limit"] == 20
     assert [b["id"] for b in (await owner.get(f"{B}?status=cancelled"))[1]["data"]] == [ids[1]]
     assert [b["id"] for b in (await owner.get(f"{B}?status=active"))[1]["data"]] == [ids[0]]
     assert await owner.get(f"{B}?status=picked_up") == (
