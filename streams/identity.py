@@ -1,1 +1,56 @@
-"""Agents of the identity domain."""
+"""Agents of the identity domain.
+
+`booking.events` → `identity-referrals`: when a referred user's first booking completes
+(`booking.completed`, payload `owner_id`), both sides of the referral are credited once and
+`identity.referral_credited` is published (for the wallet/notification side to act on).
+Exactly once per event via core.consuming (processed-event ledger in the same transaction);
+a second completed booking finds the referral already credited and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from core.consuming import consume
+from core.db import Connection
+from core.outbox import emit
+from kilat import app, booking_events
+from models import events as ev
+from models.events import CloudEvent, MalformedEvent, require
+from stores import identity as store
+
+log = logging.getLogger(__name__)
+CONSUMER = "identity-referrals"
+SOURCE = "service-identity"
+
+
+def _uuid(data: dict, key: str) -> str:
+    try:
+        return str(uuid.UUID(str(data[key])))
+    except ValueError:
+        raise MalformedEvent(f"payload field {key} is not a UUID") from None
+
+
+async def credit_referral_on_completion(conn: Connection, event: CloudEvent) -> None:
+    require(event.data, "owner_id", "booking_id")
+    owner_id = _uuid(event.data, "owner_id")
+    booking_id = _uuid(event.data, "booking_id")
+    referral = await store.referral_of_referee(conn, owner_id, for_update=True)
+    if referral is None or referral["referrer_credited"]:
+        return
+    credited = await store.credit_referral(conn, referral["id"], booking_id)
+    if credited is None:
+        return
+    log.info("referral %s credited on booking %s", referral["id"], booking_id)
+    await emit(conn, ev.IDENTITY_EVENTS, credited["referrer_id"], SOURCE,
+               "identity.referral_credited", {
+                   "referral_id": credited["id"], "referrer_id": credited["referrer_id"],
+                   "referee_id": credited["referee_id"], "booking_id": booking_id,
+                   "reward_amount_cents": credited["reward_amount_cents"], "currency": "MYR",
+               })
+
+
+@app.agent(booking_events, name="kilat.identity-referrals", concurrency=1)
+async def identity_on_bookings(stream) -> None:
+    await consume(stream, CONSUMER, {"booking.completed": credit_referral_on_completion})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import uuid
@@ -12,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.platform import JWT_SECRET, ROOT, Platform
+from tests.platform import JWT_SECRET, ROOT, VENV_BIN, Platform
 
 os.environ.setdefault("JWT_SECRET", JWT_SECRET)
 
@@ -116,3 +117,31 @@ def new_client(platform, http):
         return c
 
     return make
+
+
+@pytest.fixture
+async def new_admin(platform, http) -> Client:
+    """An admin client: made by `kilat create-admin` (sign-up refuses the role), then logged in."""
+    email, password = f"admin-{uuid.uuid4().hex[:10]}@kilat.test", "Admin-Secret-123"
+    proc = await asyncio.create_subprocess_exec(
+        str(VENV_BIN / "kilat"), "create-admin", "--email", email, "--password", password,
+        "--full-name", "Test Admin", cwd=ROOT, env=platform.env(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, output.decode()
+    c = Client(http, platform.base_url)
+    status, resp = await c.post("/api/v1/auth/login", {"email": email, "password": password})
+    assert status == 200, resp
+    c.token, c.refresh_token = resp["data"]["access_token"], resp["data"]["refresh_token"]
+    c.user = resp["data"]["user"]
+    return c
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers", "infra_faults: stops shared infrastructure; runs after every other test")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests that stop PostgreSQL or Kafka run last, so no other test sees the outage."""
+    items.sort(key=lambda item: item.get_closest_marker("infra_faults") is not None)

@@ -1,0 +1,185 @@
+"""Pure rules of the identity domain: accounts, tokens, referrals, runner applications.
+
+No I/O here: views and agents call these to decide, then persist and emit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+ROLES = ("owner", "runner", "admin", "shop")
+# DESIGN item 5: admins are made by the `kilat create-admin` command, never by sign-up.
+SELF_REGISTRABLE_ROLES = ("owner", "runner", "shop")
+
+MIN_PASSWORD_LENGTH = 8
+# bcrypt only reads the first 72 bytes: longer passwords are refused rather than silently cut.
+MAX_PASSWORD_BYTES = 72
+MAX_NAME_LENGTH = 255
+PHONE_RE = re.compile(r"^\+?[0-9]{7,15}$")
+# Deliberately simple: one @, no spaces, a dot in the domain. Deliverability is the mail
+# server's business; this only rejects what is obviously not an address.
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+
+REFERRAL_REWARD_CENTS = 500
+REFERRAL_CODE_RE = re.compile(r"^REF-[0-9a-f]{8}$")
+
+RESET_TOKEN_TTL = timedelta(hours=1)
+
+VEHICLE_TYPES = ("motorbike", "car", "bicycle")
+PET_EXPERIENCE = ("dogs", "cats", "birds", "fish", "small_pets", "vet_trips")
+APPLICATION_STATUS = "pending_review"
+
+USER_CONFLICT = "user was modified by another transaction"
+BANNED = "account is banned"
+
+
+class RuleViolation(ValueError):
+    """Input that breaks a domain rule (answered with 400 and the message)."""
+
+
+# ---------------------------------------------------------------- accounts
+
+def normalize_email(email: str) -> str:
+    """Emails are case-insensitive: one canonical lower-case form is stored and looked up."""
+    return email.strip().lower()
+
+
+def is_email(value: str) -> bool:
+    return bool(EMAIL_RE.match(value.strip())) and len(value.strip()) <= 255
+
+
+def normalize_phone(phone: str | None) -> str:
+    """The trimmed phone, "" when absent; RuleViolation when it is not 7-15 digits."""
+    value = (phone or "").strip()
+    if value and not PHONE_RE.match(value):
+        raise RuleViolation(f"invalid phone format: {value}")
+    return value
+
+
+def check_self_registration(role: str) -> None:
+    if role == "admin":
+        raise RuleViolation("admin accounts cannot be self-registered")
+    if role not in SELF_REGISTRABLE_ROLES:
+        raise RuleViolation(f"invalid role: {role}")
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise RuleViolation(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password.encode()) > MAX_PASSWORD_BYTES:
+        raise RuleViolation(f"password must be at most {MAX_PASSWORD_BYTES} bytes")
+
+
+def check_full_name(name: str) -> str:
+    value = name.strip()
+    if len(value) > MAX_NAME_LENGTH:
+        raise RuleViolation(f"full_name must be at most {MAX_NAME_LENGTH} characters")
+    return value
+
+
+@dataclass(frozen=True)
+class ProfileChange:
+    full_name: str | None = None
+    phone: str | None = None
+    avatar_url: str | None = None
+
+
+def profile_changes(current: dict, change: ProfileChange) -> dict[str, str]:
+    """The columns to update: empty strings mean "unchanged" (contract), phones are checked."""
+    updates: dict[str, str] = {}
+    if change.full_name and change.full_name.strip():
+        updates["full_name"] = check_full_name(change.full_name)
+    if change.phone and change.phone.strip():
+        updates["phone"] = normalize_phone(change.phone)
+    if change.avatar_url and change.avatar_url.strip():
+        updates["avatar_url"] = change.avatar_url.strip()
+    return {k: v for k, v in updates.items() if current.get(k) != v}
+
+
+# ---------------------------------------------------------------- secrets
+
+def token_hash(token: str) -> str:
+    """How refresh and reset tokens are stored: SHA-256 hex (the tokens are high-entropy, so a
+    fast hash is enough, and it allows an indexed lookup)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_reset_token() -> str:
+    """64 hex chars (32 random bytes)."""
+    return secrets.token_hex(32)
+
+
+def reset_token_hint(token: str) -> str:
+    """The last 4 characters: enough for support to match a user's email to a request,
+    far too little to use the token."""
+    return token[-4:]
+
+
+def check_reset(used_at: datetime | None, expires_at: datetime, now: datetime) -> None:
+    if used_at is not None:
+        raise RuleViolation("token already used")
+    if expires_at <= now:
+        raise RuleViolation("token expired")
+
+
+# ---------------------------------------------------------------- referrals
+
+def new_referral_code() -> str:
+    """`REF-` + 8 lowercase hex (4 random bytes)."""
+    return "REF-" + secrets.token_hex(4)
+
+
+def normalize_referral_code(code: str) -> str | None:
+    """The canonical form of a code typed by a user, or None if it cannot be one."""
+    value = code.strip()
+    if len(value) != 12 or value[:4].upper() != "REF-":
+        return None
+    value = "REF-" + value[4:].lower()
+    return value if REFERRAL_CODE_RE.match(value) else None
+
+
+# ---------------------------------------------------------------- runner applications
+
+@dataclass(frozen=True)
+class RunnerApplication:
+    name: str
+    phone: str
+    ic_number: str
+    vehicle_type: str
+    plate_number: str
+    pet_experience: tuple[str, ...]
+    comfortable_with_live_pets: bool
+    consent_acknowledged: bool
+
+
+def check_runner_application(app: RunnerApplication) -> None:
+    """The first failing rule, in the order clients have always seen them."""
+    if not app.name.strip():
+        raise RuleViolation("name is required")
+    if not app.phone.strip():
+        raise RuleViolation("phone is required")
+    if not app.ic_number.strip():
+        raise RuleViolation("icNumber is required")
+    if app.vehicle_type not in VEHICLE_TYPES:
+        raise RuleViolation("vehicleType must be one of: " + ", ".join(VEHICLE_TYPES))
+    if not app.plate_number.strip():
+        raise RuleViolation("plateNumber is required")
+    if not all_in(app.pet_experience, PET_EXPERIENCE):
+        raise RuleViolation("petExperience entries must be one of: " + ", ".join(PET_EXPERIENCE))
+    if not app.consent_acknowledged:
+        raise RuleViolation("consent must be acknowledged")
+
+
+def all_in(values: Iterable[str], allowed: Iterable[str]) -> bool:
+    allowed_set = set(allowed)
+    return all(v in allowed_set for v in values)
+
+
+def application_number(year: int, sequence: int) -> str:
+    """`KR-<year>-<5-digit sequence within the UTC year>`."""
+    return f"KR-{year}-{sequence:05d}"
