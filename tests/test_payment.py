@@ -575,16 +575,6 @@ async def test_cash_out_with_destinations(pay, user) -> None:
 # ================================================================== the client journey
 
 
-async def register(pay: Platform, http, role: str) -> Client:
-    c = Client(http, pay.base_url)
-    status, body = await c.post("/api/v1/auth/register", {
-        "email": f"{role}-{uuid.uuid4().hex[:10]}@kilat.test", "password": "Secret123!",
-        "full_name": f"Test {role.title()}", "phone": "+60123456789", "role": role})
-    assert status == 201, body
-    c.token, c.user = body["data"]["access_token"], body["data"]["user"]
-    return c
-
-
 def _address(lat: float, lng: float) -> dict:
     return {"line1": "1 Jalan Test", "city": "Kuala Lumpur", "state": "WP", "country": "MY",
             "latitude": lat, "longitude": lng}
@@ -598,14 +588,14 @@ async def create_booking(owner: Client) -> dict:
     return body["data"]
 
 
-async def test_journey_pay_deliver_release_and_pay_cancel_refund(pay, fake_stripe, http) -> None:
-    owner, runner = await register(pay, http, "owner"), await register(pay, http, "runner")
+async def test_journey_pay_deliver_release_and_pay_cancel_refund(pay, fake_stripe, user) -> None:
+    owner, runner = user("owner"), user("runner")
     booking = await create_booking(owner)
     assert booking["estimated_price_cents"] == 1510
     # What the web client sends: the amount it shows, which the server ignores.
     status, body = await owner.post("/api/v1/payments/initiate", {
         "booking_id": booking["id"], "amount_cents": 1, "currency": "MYR",
-        "customer_email": owner.user["email"]})
+        "customer_email": "owner@kilat.test"})
     assert status == 201, body
     payment = body["data"]
     assert (payment["escrow_status"], payment["amount_cents"], payment["platform_fee_cents"],
