@@ -1,0 +1,152 @@
+"""Fault tests: a worker killed mid-stream, PostgreSQL outage, Kafka restart, unsafe config.
+
+These stop shared infrastructure (the PostgreSQL server, the broker) and bring it back with the
+project's own script, so they run last in the suite (see pytest_collection_modifyitems).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+import uuid
+
+import aiohttp
+import pytest
+
+from models.events import new_event
+from tests.platform import ROOT, VENV_BIN, Platform, wait_until
+
+INFRA = str(ROOT / "scripts" / "infra.sh")
+pytestmark = pytest.mark.infra_faults
+
+
+def fixes(runner: str, n: int, start: float = 1_795_600_000.0) -> list[tuple[str, bytes]]:
+    """`n` fixes one second apart moving north from central KL."""
+    return [
+        (runner, new_event("device", "runner.location_update", {
+            "runner_id": runner, "latitude": 3.10 + i * 0.0001, "longitude": 101.69,
+            "speed_kmh": 30.0, "heading_degrees": 0.0, "timestamp": start + i,
+        }, event_id=f"fix-{runner}-{i}").to_json())
+        for i in range(n)
+    ]
+
+
+def stored_lat(p: Platform, runner: str) -> float | None:
+    rows = p.sql("SELECT ST_Y(location::geometry) AS lat FROM runner_locations "
+                 "WHERE runner_id = %s", (runner,))
+    return rows[0]["lat"] if rows else None
+
+
+async def test_production_refuses_to_start_without_a_jwt_secret(fresh_platform: Platform):
+    env = fresh_platform.env(KILAT_ENV="production")
+    env.pop("JWT_SECRET")
+    proc = await asyncio.create_subprocess_exec(
+        str(VENV_BIN / "faust"), "-A", "kilat", "worker", cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode != 0
+    assert b"JWT_SECRET must be set when KILAT_ENV=production" in out
+
+
+async def test_kill_9_mid_stream_loses_nothing(fresh_platform: Platform):
+    p = fresh_platform
+    w1 = p.start_worker("w1")
+    await p.wait_ready(w1)
+    runner = str(uuid.uuid4())
+    trace = fixes(runner, 400)
+    await p.produce_many("runner.events", trace[:200])
+
+    async def some_progress() -> bool:
+        lat = stored_lat(p, runner)
+        return lat is not None and lat > 3.10
+    await wait_until(some_progress, 60, what="first fixes stored")
+    p.stop(w1, kill=True)  # no shutdown, no final commit, no flush
+    await p.produce_many("runner.events", trace[200:])
+
+    w2 = p.start_worker("w2")  # empty data dir: state comes back from the changelog
+    await p.wait_ready(w2)
+    last = 3.10 + 399 * 0.0001
+
+    async def converged() -> bool:
+        lat = stored_lat(p, runner)
+        return lat is not None and abs(lat - last) < 1e-9
+    await wait_until(converged, 90, what="PostGIS converged to the last fix")
+    entry = await _table_entry(p, "runner-positions", runner)
+    assert abs(entry["latitude"] - last) < 1e-9
+
+
+async def _table_entry(p: Platform, table: str, key: str) -> dict:
+    import json
+
+    proc = await asyncio.create_subprocess_exec(
+        str(VENV_BIN / "kilat"), "table-entry", "--table", table, "--key", key, cwd=ROOT,
+        env=p.env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    return json.loads(out)
+
+
+async def test_postgres_outage_answers_503_then_catches_up(fresh_platform: Platform):
+    p = fresh_platform
+    w1 = p.start_worker("w1")
+    await p.wait_ready(w1)
+    runner = str(uuid.uuid4())
+    trace = fixes(runner, 60)
+    await p.produce_many("runner.events", trace[:10])
+    await wait_until(lambda: _async(stored_lat(p, runner)), 30, what="first fixes stored")
+
+    subprocess.run([INFRA, "pg-down"], check=True)
+    outage_started = time.monotonic()
+    try:
+        await p.produce_many("runner.events", trace[10:])  # arrives during the outage
+        async with aiohttp.ClientSession() as http:
+            async def readiness_reports_outage() -> bool:
+                async with http.get(w1.url + "/readiness") as r:
+                    body = await r.json()
+                    return r.status == 503 and body["checks"]["database"].startswith("error")
+            await wait_until(readiness_reports_outage, 20, what="readiness 503")
+            t0 = time.monotonic()
+            async with http.post(w1.url + "/api/v1/auth/login",
+                                 json={"email": "a@b.c", "password": "whatever1"}) as r:
+                assert r.status == 503
+                body = await r.json()
+                assert body["success"] is False
+            assert time.monotonic() - t0 < 15  # answers, does not hang
+        remaining = 30 - (time.monotonic() - outage_started)
+        if remaining > 0:
+            await asyncio.sleep(remaining)  # the outage itself lasts 30 s by design
+    finally:
+        subprocess.run([INFRA, "pg-up"], check=True)
+    last = 3.10 + 59 * 0.0001
+
+    async def caught_up() -> bool:
+        lat = stored_lat(p, runner)
+        return lat is not None and abs(lat - last) < 1e-9
+    await wait_until(caught_up, 90, what="sink caught up after the outage")
+    async with aiohttp.ClientSession() as http, http.get(w1.url + "/readiness") as r:
+        assert r.status == 200
+
+
+async def test_broker_restart_loses_nothing(fresh_platform: Platform):
+    p = fresh_platform
+    w1 = p.start_worker("w1")
+    await p.wait_ready(w1)
+    runner = str(uuid.uuid4())
+    trace = fixes(runner, 40)
+    await p.produce_many("runner.events", trace[:20])
+    await wait_until(lambda: _async(stored_lat(p, runner)), 30, what="first fixes stored")
+    subprocess.run([INFRA, "kafka-down"], check=True)
+    subprocess.run([INFRA, "kafka-up"], check=True)
+    await p.produce_many("runner.events", trace[20:])
+    last = 3.10 + 39 * 0.0001
+
+    async def converged() -> bool:
+        lat = stored_lat(p, runner)
+        return lat is not None and abs(lat - last) < 1e-9
+    await wait_until(converged, 120, what="fixes after the broker restart stored")
+    assert w1.alive()
+
+
+async def _async(value):
+    return value
