@@ -575,3 +575,25 @@ async def test_pets_crud(platform, new_client):
     assert (await owner.get(f"{P}/{pet['id']}"))[1]["data"]["status"] == "archived"
     runner = await new_client("runner")
     assert await runner.get(P) == (403, {"error": "insufficient permissions"})
+
+
+async def test_paid_booking_completes_itself_after_delivery(platform, new_client):
+    """The whole saga with the payment domain: held escrow → deliver → payment releases →
+    booking completes on its own; the owner's later confirm is a 422 (as in the original)."""
+    owner, runner = await new_client("owner"), await new_client("runner")
+    data = await book(owner)
+    bid, path = data["id"], f"{B}/{data['id']}"
+    assert (await runner.post(f"{path}/accept"))[0] == 200
+    status, body = await owner.post("/api/v1/payments/initiate", {
+        "booking_id": bid, "amount_cents": 1, "currency": "MYR",
+        "customer_email": "owner@kilat.test"})
+    assert status == 201, body
+    for step in ("pickup", "deliver"):
+        assert (await runner.post(f"{path}/{step}"))[0] == 200
+    await platform.wait_event("payment.events", "payment.escrow_released", booking_id=bid)
+    [event] = await platform.wait_event("booking.events", "booking.completed", booking_id=bid)
+    assert event["data"]["final_price_cents"] == 1510
+    status, body = await owner.get(path)
+    assert body["data"]["status"] == "completed" and body["data"]["final_price_cents"] == 1510
+    assert (await owner.post(f"{path}/confirm"))[1]["error"] == (
+        "cannot transition from 'completed' to 'completed'")
