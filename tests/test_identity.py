@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import jwt
 import psycopg2
 
+from domain import identity as rules
 from models.events import new_event
 from tests.conftest import Client
 from tests.platform import JWT_SECRET, ROOT, VENV_BIN, Platform, wait_until
@@ -571,3 +572,26 @@ async def test_create_admin_command_refuses_duplicates_and_bad_input(platform: P
     assert code != 0 and "password must be at least 8 characters" in out
     assert platform.sql("SELECT count(*) AS n FROM users WHERE lower(email) = %s",
                         (email,)) == [{"n": 1}]
+
+
+# ---------------------------------------------------------------- pure rules
+
+def test_rules_without_io() -> None:
+    assert rules.normalize_referral_code(" ref-1A2B3C4D ") == "REF-1a2b3c4d"
+    for bad in ("REF-1a2b3c4", "REF-1a2b3c4g", "XYZ-1a2b3c4d", ""):
+        assert rules.normalize_referral_code(bad) is None
+    assert re.fullmatch(r"REF-[0-9a-f]{8}", rules.new_referral_code())
+    assert rules.normalize_phone("  +60123456789 ") == "+60123456789"
+    assert rules.normalize_phone(None) == ""
+    for bad in ("123456", "+1234567890123456", "60-1234567"):
+        try:
+            rules.normalize_phone(bad)
+        except rules.RuleViolation as exc:
+            assert str(exc) == f"invalid phone format: {bad}"
+        else:
+            raise AssertionError(bad)
+    assert rules.application_number(2026, 7) == "KR-2026-00007"
+    token = rules.new_reset_token()
+    assert re.fullmatch(r"[0-9a-f]{64}", token) and rules.token_hash(token) != token
+    assert rules.profile_changes({"full_name": "A", "phone": ""},
+                                 rules.ProfileChange(full_name="A", phone=" ")) == {}

@@ -21,6 +21,7 @@ from core.config import settings
 from core.db import Connection, Row, db
 from core.outbox import emit
 from core.security import (
+    InvalidToken,
     decode_token,
     hash_password,
     issue_access_token,
@@ -251,7 +252,7 @@ async def refresh(request: web.Request) -> web.Response:
     body = await parse_body(request, RefreshRequest)
     try:
         claims = decode_token(body.refresh_token, "refresh")
-    except Exception:
+    except InvalidToken:
         raise unauthorized("invalid refresh token") from None
     async with db.transaction() as conn:
         # Locked: of two concurrent rotations of one token, only the first succeeds.
