@@ -1,1 +1,240 @@
-"""Agents of the tracking domain."""
+"""The trip pipeline's second stage, keyed by booking id: one agent over `booking.events` and
+`kilat.trip-fixes` (co-partitioned, so a booking's lifecycle events, its fixes and its `trips`
+entry live on one worker, and one agent with concurrency=1 sees them in a single sequence).
+
+* `booking.accepted` → track row (idempotent by booking id) + trip entry + `tracking.started`.
+* `trip.fix` → if the trip is active and the fix is newer than its last point: distance and
+  count in the trip entry, waypoint through a batching sink, `tracking.updated` published.
+* `booking.delivery_confirmed` → track completed with the distance of the stored waypoints +
+  `tracking.completed`; `booking.cancelled` → track cancelled + `tracking.cancelled`.
+
+Acknowledgement (the stream is read with noack): a lifecycle event is acked after its DB
+transaction commits and the trip entry is written; a fix is acked by the sink once its waypoint
+is committed (or at once when it is dropped). Crash-safety of the mix:
+* lifecycle handlers are idempotent by the track's state and claim the event in
+  `processed_events`; the trip entry is re-derived from the track row on every delivery, so a
+  crash between the commit and the table write is repaired by the redelivery;
+* a redelivered fix (not newer than the trip's last point) is not counted or published again,
+  but its waypoint is queued again (ON CONFLICT DO NOTHING), so a crash between the table write
+  and the sink commit cannot lose the point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from core.config import topic_name
+from core.consuming import dead_letter, first_time
+from core.db import Connection, DatabaseUnavailable, Row, db
+from core.outbox import emit
+from core.sink import BatchingSink
+from domain import tracking as rules
+from kilat import app, cfg, tracking_events
+from models import events as ev
+from models.events import CloudEvent, MalformedEvent, decode_event, new_event, require
+from models.runner import parse_fix
+from stores import tracking as store
+from tables.trips import store_trip, trip_of
+from web.http import format_time
+from web.metrics import EVENTS_PROCESSED
+
+log = logging.getLogger(__name__)
+CONSUMER = "tracking-trips"
+SOURCE = "service-tracking"
+
+# One channel over both topics. internal=True makes Faust declare both on start: a topic that
+# does not exist yet when the worker subscribes would be left out of the assignment.
+trip_inputs = app.topic(
+    topic_name(ev.BOOKING_EVENTS), topic_name(ev.TRIP_FIXES),
+    key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+    partitions=cfg.topic_partitions, internal=True,
+)
+
+waypoint_sink = BatchingSink("waypoints", store.write_waypoints)
+
+
+def _when(value: Any) -> datetime:
+    """An event's timestamp (RFC 3339), or now when absent/unreadable."""
+    if isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    return datetime.now(UTC)
+
+
+def trip_from_track(track: Row, previous: rules.Trip | None) -> rules.Trip:
+    """The trip entry that matches the track row, keeping the live figures already counted."""
+    if previous is not None and previous.get("track_id") == str(track["id"]):
+        trip = dict(previous)
+    else:
+        trip = rules.new_trip(
+            booking_id=str(track["booking_id"]), track_id=str(track["id"]),
+            runner_id=str(track["runner_id"]), owner_id=str(track["owner_id"] or ""),
+            started_at=format_time(track["started_at"]))
+    trip["runner_id"] = str(track["runner_id"])
+    trip["status"] = track["status"]
+    return trip
+
+
+# ---------------------------------------------------------------- lifecycle handlers
+
+async def on_accepted(conn: Connection, event: CloudEvent, fresh: bool) -> Row | None:
+    data = event.data
+    require(data, "booking_id", "runner_id")
+    if not fresh:
+        return await store.get_track(conn, data["booking_id"])
+    track, created = await store.start_track(
+        conn, booking_id=data["booking_id"], runner_id=data["runner_id"],
+        owner_id=data.get("owner_id") or None, started_at=_when(data.get("occurred_at")))
+    if created:
+        await emit(conn, ev.TRACKING_EVENTS, data["booking_id"], SOURCE, "tracking.started", {
+            "track_id": str(track["id"]), "booking_id": data["booking_id"],
+            "runner_id": str(track["runner_id"]), "owner_id": str(track["owner_id"] or ""),
+            "started_at": format_time(track["started_at"]),
+        })
+    return track
+
+
+async def on_delivered(conn: Connection, event: CloudEvent, fresh: bool) -> Row | None:
+    booking_id = event.data["booking_id"]
+    if not fresh:
+        return await store.get_track(conn, booking_id)
+    track, changed = await store.finish_track(conn, booking_id, rules.COMPLETED,
+                                              datetime.now(UTC))
+    if changed and track is not None:
+        await emit(conn, ev.TRACKING_EVENTS, booking_id, SOURCE, "tracking.completed", {
+            "track_id": str(track["id"]), "booking_id": booking_id,
+            "runner_id": str(track["runner_id"]), "owner_id": str(track["owner_id"] or ""),
+            "total_distance_km": float(track["total_distance_km"]),
+            "completed_at": format_time(track["completed_at"]),
+        })
+    return track
+
+
+async def on_cancelled(conn: Connection, event: CloudEvent, fresh: bool) -> Row | None:
+    booking_id = event.data["booking_id"]
+    if not fresh:
+        return await store.get_track(conn, booking_id)
+    track, changed = await store.finish_track(conn, booking_id, rules.CANCELLED,
+                                              datetime.now(UTC))
+    if changed and track is not None:
+        await emit(conn, ev.TRACKING_EVENTS, booking_id, SOURCE, "tracking.cancelled", {
+            "track_id": str(track["id"]), "booking_id": booking_id,
+            "runner_id": str(track["runner_id"]), "owner_id": str(track["owner_id"] or ""),
+            "cancelled_at": format_time(track["cancelled_at"]),
+        })
+    return track
+
+
+LIFECYCLE = {
+    "booking.accepted": on_accepted,
+    "booking.delivery_confirmed": on_delivered,
+    "booking.cancelled": on_cancelled,
+}
+
+
+async def run_lifecycle(event: CloudEvent, handler) -> Row | None:
+    """Claim the event and run its handler in one transaction; wait out database outages."""
+    delay = 0.2
+    while True:
+        try:
+            async with db.transaction() as conn:
+                fresh = await first_time(conn, CONSUMER, event.id)
+                return await handler(conn, event, fresh)
+        except DatabaseUnavailable as exc:
+            log.warning("%s: database unavailable (%s); retrying", CONSUMER, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def handle_lifecycle(msg, event: CloudEvent) -> None:
+    require(event.data, "booking_id")
+    if event.type == "booking.delivery_confirmed":
+        # Fixes handled before the delivery must be in PostgreSQL before the distance is summed.
+        await waypoint_sink.flush()
+    track = await run_lifecycle(event, LIFECYCLE[event.type])
+    if track is not None:
+        booking_id = str(track["booking_id"])
+        store_trip(trip_from_track(track, trip_of(booking_id)))
+    EVENTS_PROCESSED.labels(CONSUMER, event.type, "ok").inc()
+    msg.ack()
+
+
+# ---------------------------------------------------------------- fixes
+
+async def handle_fix(msg, event: CloudEvent) -> None:
+    data = event.data
+    booking_id = data.get("booking_id") or (msg.key or b"").decode()
+    if not booking_id:
+        raise MalformedEvent("trip.fix: payload is missing booking_id")
+    try:
+        fix = parse_fix(data)
+    except ValueError as exc:
+        raise MalformedEvent(f"trip.fix: {exc}") from exc
+    trip = trip_of(booking_id)
+    outcome = rules.classify_fix(trip, fix.timestamp)
+    EVENTS_PROCESSED.labels(CONSUMER, event.type, outcome.value).inc()
+    if outcome is rules.FixOutcome.NO_TRIP:
+        msg.ack()
+        return
+    assert trip is not None
+    recorded_at = datetime.fromtimestamp(fix.timestamp, UTC)
+    if outcome is rules.FixOutcome.ACCEPTED:
+        store_trip(rules.advance(trip, fix.latitude, fix.longitude, fix.timestamp))
+        update = new_event(SOURCE, "tracking.updated", {
+            "track_id": trip["track_id"], "booking_id": booking_id, "runner_id": fix.runner_id,
+            "latitude": fix.latitude, "longitude": fix.longitude, "speed_kmh": fix.speed_kmh,
+            "heading_degrees": fix.heading_degrees, "timestamp": format_time(recorded_at),
+        }, event_id=rules.update_event_id(booking_id, fix.timestamp))
+        await tracking_events.send(key=booking_id.encode(), value=update.to_json())
+    await waypoint_sink.add([store.waypoint_row(
+        trip["track_id"], fix.latitude, fix.longitude, fix.speed_kmh, fix.heading_degrees,
+        recorded_at)], msg)
+
+
+# ---------------------------------------------------------------- the agent
+
+async def handle(msg) -> None:
+    event = decode_event(msg.value)
+    if msg.message.topic == trip_fixes_name() and event.type == "trip.fix":
+        await handle_fix(msg, event)
+    elif event.type in LIFECYCLE and msg.message.topic == booking_events_name():
+        await handle_lifecycle(msg, event)
+    else:
+        msg.ack()
+
+
+def trip_fixes_name() -> str:
+    return topic_name(ev.TRIP_FIXES)
+
+
+def booking_events_name() -> str:
+    return topic_name(ev.BOOKING_EVENTS)
+
+
+@app.agent(trip_inputs, name="kilat.tracking-trips", concurrency=1)
+async def tracking_trips(stream):
+    async for msg in stream.noack().events():
+        try:
+            await handle(msg)
+        except MalformedEvent as exc:
+            await dead_letter(str(exc), CONSUMER, msg.value, key=msg.key,
+                              topic=msg.message.topic, partition=msg.message.partition,
+                              offset=msg.message.offset)
+            msg.ack()
+        except Exception as exc:  # a bug must not stall the partition or kill the worker
+            log.exception("%s failed", CONSUMER)
+            await dead_letter(f"handler error: {exc!r}", CONSUMER, msg.value, key=msg.key,
+                              topic=msg.message.topic, partition=msg.message.partition,
+                              offset=msg.message.offset)
+            msg.ack()
+
+
+@app.timer(waypoint_sink.max_delay, name="kilat.waypoints-flush")
+async def flush_waypoints() -> None:
+    await waypoint_sink.flush()
