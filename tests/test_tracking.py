@@ -261,3 +261,230 @@ async def _eq(a: Any, b: Any) -> bool:
 
 async def _all(values) -> bool:
     return all(values)
+
+
+# ---------------------------------------------------------------- the API journey
+
+B = "/api/v1/bookings"
+KL_A, KL_B = (3.1579, 101.7117), (3.1390, 101.6869)
+
+
+def booking_body() -> dict[str, Any]:
+    def address(point: tuple[float, float]) -> dict[str, Any]:
+        return {"line1": "1 Jalan Ampang", "line2": "", "city": "Kuala Lumpur", "state": "WP",
+                "postal_code": "50450", "country": "MY", "latitude": point[0],
+                "longitude": point[1]}
+    return {"pet_spec": {"pet_type": "cat", "name": "Milo", "weight_kg": 4, "breed": "Persian",
+                         "age_months": 24},
+            "pickup_address": address(KL_A), "dropoff_address": address(KL_B)}
+
+
+async def booked(platform: Platform, new_client, *, accepted: bool = True):
+    owner, runner = await new_client("owner"), await new_client("runner")
+    status, body = await owner.post(B, booking_body())
+    assert status == 201, body
+    booking_id = body["data"]["id"]
+    if accepted:
+        status, body = await runner.post(f"{B}/{booking_id}/accept")
+        assert status == 200, body
+        await wait_until(lambda: _track(platform, booking_id), 30, what="track created")
+    return owner, runner, booking_id
+
+
+async def test_api_journey_tracks_and_completes(platform: Platform, new_client, http) -> None:
+    owner, runner, booking_id = await booked(platform, new_client)
+    rid = runner.user["id"]
+    lst = await listen(http, ws_url(platform.base_url, booking_id, owner.token))
+    points = TRACE[:20]
+    await platform.produce_many("runner.events", [(rid, new_event(
+        "device", "runner.location_update", {"runner_id": rid, **pt}).to_json()) for pt in points])
+    await wait_until(lambda: _eq(len(lst.of("location_update")), len(points)), 30,
+                     what="frames of the API-accepted trip")
+    assert [f["data"]["timestamp"] for f in lst.of("location_update")] == [
+        pt["timestamp"] for pt in points]
+    await wait_until(lambda: _eq(waypoint_count(platform, booking_id), len(points)), 30,
+                     what="waypoints")
+    assert (await runner.post(f"{B}/{booking_id}/pickup"))[0] == 200
+    assert (await runner.post(f"{B}/{booking_id}/deliver"))[0] == 200
+    done = await platform.wait_event("tracking.events", "tracking.completed",
+                                     booking_id=booking_id)
+    km = round(path_length_km((pt["latitude"], pt["longitude"]) for pt in points), 3)
+    assert done[0]["data"]["total_distance_km"] == km
+    assert done[0]["data"]["runner_id"] == rid and done[0]["data"]["owner_id"] == owner.user["id"]
+    status, body = await owner.get(f"/api/v1/tracking/{booking_id}")
+    assert status == 200 and body["data"]["status"] == "completed"
+    assert body["data"]["total_distance_km"] == km and len(body["data"]["waypoints"]) == 20
+    await close_all([lst])
+
+
+async def test_cancelled_booking_cancels_track_and_drops_later_fixes(platform, new_client):
+    owner, runner, booking_id = await booked(platform, new_client)
+    status, body = await owner.post(f"{B}/{booking_id}/cancel", {"reason": "changed plans"})
+    assert status == 200, body
+    cancelled = await platform.wait_event("tracking.events", "tracking.cancelled",
+                                          booking_id=booking_id)
+    assert cancelled[0]["data"]["runner_id"] == runner.user["id"]
+    assert (await _track(platform, booking_id))["status"] == "cancelled"
+    # A fix straight onto the trip topic after the cancellation is dropped.
+    before = await dropped_fixes(platform)
+    await platform.produce("kilat.trip-fixes", booking_id, new_event("kilat-gps", "trip.fix", {
+        "runner_id": runner.user["id"], "booking_id": booking_id, **TRACE[0]}).to_json())
+    await wait_until(lambda: _gt(dropped_fixes(platform), before), 30, what="fix dropped")
+    status, body = await owner.get(f"/api/v1/tracking/{booking_id}")
+    assert status == 200 and body["data"]["status"] == "cancelled"
+    assert waypoint_count(platform, booking_id) == 0
+
+
+async def dropped_fixes(platform: Platform) -> float:
+    """Fixes the tracking agent dropped for want of an active trip (worker metrics)."""
+    total = 0.0
+    async with aiohttp.ClientSession() as http:
+        for w in platform.workers:
+            async with http.get(w.url + "/metrics") as resp:
+                for line in (await resp.text()).splitlines():
+                    if line.startswith("kilat_events_processed_total{") and \
+                            'consumer="tracking-trips"' in line and 'outcome="no_trip"' in line:
+                        total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def _gt(value, floor: float) -> bool:
+    return await value > floor
+
+
+# ---------------------------------------------------------------- WebSocket auth
+
+async def _refusal(http: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
+    with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+        await http.ws_connect(url)
+    async with http.get(url) as resp:  # the same checks answer a plain GET with the body
+        assert resp.status == err.value.status
+        return resp.status, await resp.json()
+
+
+async def test_websocket_refusals(platform: Platform, new_client, http) -> None:
+    owner, runner, booking_id = await booked(platform, new_client)
+    outsider = await new_client("owner")
+    base = platform.base_url
+    path = f"{base}/ws/tracking/{booking_id}"
+    assert await _refusal(http, path) == (401, {"error": "token query parameter is required"})
+    assert await _refusal(http, path + "?token=nope") == (
+        401, {"error": "invalid or expired token"})
+    assert await _refusal(http, path + f"?token={owner.refresh_token}") == (
+        401, {"error": "invalid or expired token"})
+    assert await _refusal(http, f"{base}/ws/tracking/not-a-uuid?token={owner.token}") == (
+        400, {"error": "invalid booking ID format"})
+    assert await _refusal(http, ws_url(base, str(uuid.uuid4()), owner.token)) == (
+        404, {"error": "booking not found"})
+    assert await _refusal(http, ws_url(base, booking_id, outsider.token)) == (
+        403, {"error": "forbidden"})
+    for who in (owner, runner, user("admin")):
+        ws = await http.ws_connect(ws_url(base, booking_id, who.token))
+        await ws.send_str("x" * 100)  # client messages are read and discarded
+        await ws.close()
+
+
+# ---------------------------------------------------------------- REST
+
+async def test_tracking_reads_and_errors(platform: Platform, new_client, http) -> None:
+    owner, runner, booking_id = await booked(platform, new_client)
+    outsider = await new_client("owner")
+    status, body = await owner.get(f"/api/v1/tracking/{booking_id}")
+    assert status == 200, body
+    track = await _track(platform, booking_id)
+    assert body["data"] == {
+        "id": str(track["id"]), "booking_id": booking_id, "runner_id": runner.user["id"],
+        "status": "active", "total_distance_km": 0.0, "started_at": body["data"]["started_at"],
+        "waypoints": []}
+    async with http.get(f"{platform.base_url}/api/v1/tracking/{booking_id}/route",
+                        headers={"Authorization": f"Bearer {runner.token}"}) as resp:
+        assert resp.status == 200
+        assert resp.content_type == "application/geo+json"
+        assert json.loads(await resp.text()) == {"type": "LineString", "coordinates": []}
+    forbidden = {"success": False, "error": "forbidden", "detail": ""}
+    assert await outsider.get(f"/api/v1/tracking/{booking_id}") == (403, forbidden)
+    assert await outsider.get(f"/api/v1/tracking/{booking_id}/route") == (403, forbidden)
+    assert await owner.get("/api/v1/tracking/nope") == (
+        400, {"success": False, "error": "invalid booking ID"})
+    assert (await owner.get(f"/api/v1/tracking/{booking_id}", token=""))[0] == 401
+    _, _, requested = await booked(platform, new_client, accepted=False)
+    admin = type(owner)(owner.session, owner.base, user("admin").token)
+    status, body = await admin.get(f"/api/v1/tracking/{requested}")
+    assert (status, body) == (404, {"success": False, "error": "tracking not found",
+                                    "detail": f"tracking with id '{requested}' was not found"})
+
+
+async def test_share_links(platform: Platform, new_client, http) -> None:
+    owner, runner, booking_id = await booked(platform, new_client)
+    outsider = await new_client("owner")
+    status, body = await owner.post(f"/api/v1/tracking/{booking_id}/share")
+    assert status == 201, body
+    share = body["data"]
+    assert share["booking_id"] == booking_id
+    assert len(share["share_token"]) == 32 and int(share["share_token"], 16) >= 0
+    assert share["share_url"] == f"/api/v1/tracking/shared/{share['share_token']}"
+    row = platform.sql("SELECT expires_at - created_at AS ttl FROM shared_trips WHERE id = %s",
+                       (share["id"],))[0]
+    assert abs(row["ttl"].total_seconds() - 24 * 3600) < 5
+    async with http.get(platform.base_url + share["share_url"]) as resp:  # public
+        public = await resp.json()
+        assert resp.status == 200, public
+    assert public == {"success": True, "data": {
+        "booking_id": booking_id, "status": "active", "waypoints": [],
+        "expires_at": share["expires_at"]}}
+    assert (await outsider.post(f"/api/v1/tracking/{booking_id}/share"))[0] == 403
+
+    async def public_get(token: str):
+        async with http.get(f"{platform.base_url}/api/v1/tracking/shared/{token}") as resp:
+            return resp.status, await resp.json()
+    assert await public_get("f" * 32) == (404, {"success": False,
+                                                "error": "share link not found"})
+    platform.sql("UPDATE shared_trips SET expires_at = now() - interval '1 second' "
+                 "WHERE id = %s", (share["id"],))
+    assert await public_get(share["share_token"]) == (
+        404, {"success": False, "error": "share link has expired"})
+    owner2, _, requested = await booked(platform, new_client, accepted=False)
+    status, body = await owner2.post(f"/api/v1/tracking/{requested}/share")
+    assert status == 201, body
+    assert await public_get(body["data"]["share_token"]) == (
+        404, {"success": False, "error": "tracking data not found"})
+
+
+async def test_chat(platform: Platform, new_client, http) -> None:
+    owner, runner, booking_id = await booked(platform, new_client)
+    outsider = await new_client("owner")
+    lst = await listen(http, ws_url(platform.base_url, booking_id, runner.token))
+    path = f"/api/v1/chat/{booking_id}/messages"
+    status, body = await owner.post(path, {"message_type": "text", "content": "hello"})
+    assert status == 201, body
+    first = body["data"]
+    assert first["booking_id"] == booking_id and first["sender_id"] == owner.user["id"]
+    assert first["sender_role"] == "owner" and first["message_type"] == "text"
+    status, body = await runner.post(path, {"message_type": "quick_reply", "content": "5 min"})
+    assert status == 201 and body["data"]["sender_role"] == "runner"
+    status, body = await owner.post(path, {"message_type": "video", "content": "x"})
+    assert status == 400 and body["success"] is False
+    assert "message_type" in body["error"]
+    status, body = await owner.post(path, {"message_type": "text"})
+    assert status == 400 and "Content" in body["error"]
+    assert (await outsider.post(path, {"message_type": "text", "content": "hi"}))[0] == 403
+    assert (await outsider.get(path))[0] == 403
+    assert (await owner.post(f"/api/v1/chat/{uuid.uuid4()}/messages",
+                             {"message_type": "text", "content": "hi"}))[0] == 404
+
+    status, body = await runner.get(path)
+    assert status == 200
+    assert [m["content"] for m in body["data"]] == ["hello", "5 min"]
+    assert body["pagination"] == {"total": 2, "page": 1, "limit": 50, "total_pages": 1}
+    status, body = await owner.get(path + "?page=2&limit=1")
+    assert [m["content"] for m in body["data"]] == ["5 min"]
+    assert body["pagination"] == {"total": 2, "page": 2, "limit": 1, "total_pages": 2}
+
+    sent = await platform.wait_event("chat.events", "chat.message_sent", booking_id=booking_id)
+    assert sent[0]["_key"] == booking_id and sent[0]["data"]["message_id"] == first["id"]
+    await wait_until(lambda: _eq(len(lst.of("chat_message")), 2), 30, what="chat frames")
+    assert lst.of("chat_message")[0] == {
+        "type": "chat_message", "booking_id": booking_id, "message_id": first["id"],
+        "sender_id": owner.user["id"], "sender_role": "owner", "message_type": "text",
+        "content": "hello", "created_at": first["created_at"]}
+    await close_all([lst])
