@@ -49,6 +49,7 @@ class Settings:
     stripe_secret_key: str = "sk_test_kilat_local"
     fcm_endpoint: str = ""
     fcm_api_key: str = ""
+    fcm_service_account_file: str = ""
     twilio_base_url: str = ""
     twilio_account_sid: str = "ACkilatlocal"
     twilio_auth_token: str = "kilat-local"
@@ -56,6 +57,7 @@ class Settings:
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 0
     smtp_from: str = "no-reply@kilat.my"
+    templates_dir: str = ""
     outbox_poll_s: float = 0.05
     log_json: bool = False
     extra: dict = field(default_factory=dict)
@@ -104,6 +106,7 @@ def settings() -> Settings:
         stripe_secret_key=os.environ.get("STRIPE_SECRET_KEY", "sk_test_kilat_local"),
         fcm_endpoint=os.environ.get("FCM_ENDPOINT", ""),
         fcm_api_key=os.environ.get("FCM_API_KEY", ""),
+        fcm_service_account_file=os.environ.get("FCM_SERVICE_ACCOUNT_FILE", ""),
         twilio_base_url=os.environ.get("TWILIO_BASE_URL", ""),
         twilio_account_sid=os.environ.get("TWILIO_ACCOUNT_SID", "ACkilatlocal"),
         twilio_auth_token=os.environ.get("TWILIO_AUTH_TOKEN", "kilat-local"),
@@ -111,6 +114,7 @@ def settings() -> Settings:
         smtp_host=os.environ.get("SMTP_HOST", "127.0.0.1"),
         smtp_port=_int("SMTP_PORT", 0),
         smtp_from=os.environ.get("SMTP_FROM", "no-reply@kilat.my"),
+        templates_dir=os.environ.get("TEMPLATES_DIR", ""),
         outbox_poll_s=_float("KILAT_OUTBOX_POLL_S", 0.05),
         log_json=os.environ.get("KILAT_LOG_JSON", "") in ("1", "true", "yes"),
     )
