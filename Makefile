@@ -13,6 +13,14 @@ test: setup       ## the whole suite against real Kafka and PostGIS
 	.venv/bin/ruff check .
 	.venv/bin/pytest -q -p no:cacheprovider
 
+demo:             ## with `make run` going in another shell: demo data and a live delivery
+	.venv/bin/kilat seed-demo
+	.venv/bin/kilat demo
+
+bench:            ## benchmarks against the local Kafka/PostGIS (figures printed)
+	.venv/bin/python -m bench.gateway_bench
+	.venv/bin/python -m bench.gps_bench
+
 lint:
 	.venv/bin/ruff check .
 
