@@ -9,7 +9,7 @@ from core.db import Database
 from stores.runner import DEMO_SHOPS, seed_demo_shops
 from tests.conftest import Client
 from tests.platform import Platform
-from tests.test_runner import project, sign_up
+from tests.test_runner import admin_client, project
 
 SHOP_KEYS = {"id", "owner_id", "name", "address", "latitude", "longitude", "phone", "email",
              "category", "services", "rating", "image_url", "opening_hours", "description",
@@ -37,8 +37,8 @@ def shop_not_found(shop_id: str) -> dict:
             "detail": f"PetShop with id '{shop_id}' was not found"}
 
 
-async def test_shop_owner_crud(platform, http) -> None:
-    shop = await sign_up(platform, http, "shop")
+async def test_shop_owner_crud(platform, http, new_client) -> None:
+    shop = await new_client("shop")
     status, body = await shop.post("/api/v1/petshops", shop_body(name="Furry Friends"))
     assert status == 201, body
     dto = body["data"]
@@ -52,7 +52,7 @@ async def test_shop_owner_crud(platform, http) -> None:
                         (shop_id,))
     assert rows == [{"wkt": "POINT(101.7108 3.1466)", "kind": "POINT"}]
 
-    owner = await sign_up(platform, http, "owner")
+    owner = await new_client("owner")
     status, body = await owner.get(f"/api/v1/petshops/{shop_id}")
     assert (status, body) == (200, {"success": True, "data": dto})
 
@@ -75,7 +75,7 @@ async def test_shop_owner_crud(platform, http) -> None:
     assert (status, body) == (400, {"success": False, "error": "invalid latitude"})
 
     # Another shop account may neither edit nor delete it; an owner has no shop role.
-    rival = await sign_up(platform, http, "shop")
+    rival = await new_client("shop")
     status, body = await rival.put(f"/api/v1/petshops/{shop_id}", {"name": "Mine now"})
     assert (status, body) == (403, {"success": False, "error": "you do not own this pet shop",
                                     "detail": ""})
@@ -98,9 +98,9 @@ async def test_shop_owner_crud(platform, http) -> None:
     assert (status, body) == (400, {"success": False, "error": "invalid pet shop ID"})
 
 
-async def test_admin_may_edit_and_delete_any_shop(platform, http) -> None:
-    shop = await sign_up(platform, http, "shop")
-    admin = await sign_up(platform, http, "admin")
+async def test_admin_may_edit_and_delete_any_shop(platform, http, new_client) -> None:
+    shop = await new_client("shop")
+    admin = admin_client(platform, http)
     status, body = await shop.post("/api/v1/petshops", shop_body())
     shop_id = body["data"]["id"]
     status, body = await admin.put(f"/api/v1/petshops/{shop_id}", {"description": "Checked."})
@@ -110,8 +110,8 @@ async def test_admin_may_edit_and_delete_any_shop(platform, http) -> None:
     assert (status, body) == (200, {"success": True, "data": {"message": "pet shop deleted"}})
 
 
-async def test_create_validation_and_roles(platform, http) -> None:
-    shop = await sign_up(platform, http, "shop")
+async def test_create_validation_and_roles(platform, http, new_client) -> None:
+    shop = await new_client("shop")
     for patch, expected in [
         ({"name": ""}, bad_key("name", "required")),
         ({"address": ""}, bad_key("address", "required")),
@@ -136,7 +136,7 @@ async def test_create_validation_and_roles(platform, http) -> None:
     assert "image_url" not in body["data"] and body["data"]["services"] == []
     assert body["data"]["phone"] == "" and body["data"]["opening_hours"] == ""
 
-    runner = await sign_up(platform, http, "runner")
+    runner = await new_client("runner")
     status, body = await runner.post("/api/v1/petshops", shop_body())
     assert (status, body) == (403, {"error": "insufficient permissions"})
     status, body = await runner.get("/api/v1/petshops/mine")
@@ -145,24 +145,24 @@ async def test_create_validation_and_roles(platform, http) -> None:
     assert status == 401
 
 
-async def test_mine_lists_newest_first(platform, http) -> None:
-    shop = await sign_up(platform, http, "shop")
+async def test_mine_lists_newest_first(platform, http, new_client) -> None:
+    shop = await new_client("shop")
     ids = []
     for i in range(3):
         status, body = await shop.post("/api/v1/petshops", shop_body(name=f"Branch {i}"))
         assert status == 201
         ids.append(body["data"]["id"])
-    other = await sign_up(platform, http, "shop")
+    other = await new_client("shop")
     await other.post("/api/v1/petshops", shop_body())
     status, body = await shop.get("/api/v1/petshops/mine")
     assert status == 200
     assert [s["id"] for s in body["data"]] == ids[::-1]
-    status, body = await (await sign_up(platform, http, "shop")).get("/api/v1/petshops/mine")
+    status, body = await (await new_client("shop")).get("/api/v1/petshops/mine")
     assert (status, body) == (200, {"success": True, "data": []})
 
 
-async def test_list_orders_by_rating_then_name_and_filters_category(platform, http) -> None:
-    shop = await sign_up(platform, http, "shop")
+async def test_list_orders_by_rating_then_name_and_filters_category(platform, http, new_client) -> None:
+    shop = await new_client("shop")
     tag = uuid.uuid4().hex[:6]
     made = {}
     for name, category, rating in [(f"B {tag}", "vet", 4.5), (f"A {tag}", "vet", 4.5),
@@ -191,8 +191,8 @@ async def test_list_orders_by_rating_then_name_and_filters_category(platform, ht
     assert (status, body) == (400, {"success": False, "error": "invalid category"})
 
 
-async def test_list_is_capped_at_50(platform, http) -> None:
-    shop = await sign_up(platform, http, "shop")
+async def test_list_is_capped_at_50(platform, http, new_client) -> None:
+    shop = await new_client("shop")
     for i in range(51):
         status, _ = await shop.post("/api/v1/petshops", shop_body(name=f"Bulk {i:02d}",
                                                                   category="pet_store"))
@@ -201,9 +201,9 @@ async def test_list_is_capped_at_50(platform, http) -> None:
     assert status == 200 and len(body["data"]) == 50
 
 
-async def test_nearby_shops_default_radius_10km_nearest_first(platform, http) -> None:
+async def test_nearby_shops_default_radius_10km_nearest_first(platform, http, new_client) -> None:
     lat0, lng0 = 6.0 + random.random(), 116.0 + random.random()
-    shop = await sign_up(platform, http, "shop")
+    shop = await new_client("shop")
     ids = {}
     for km, bearing in [(12, 10), (4, 100), (0.25, 250), (9, 45)]:
         lat, lng = project(platform, lat0, lng0, km * 1000, bearing)
@@ -212,7 +212,7 @@ async def test_nearby_shops_default_radius_10km_nearest_first(platform, http) ->
         ids[km] = body["data"]["id"]
         assert (body["data"]["latitude"], body["data"]["longitude"]) == (lat, lng)
 
-    owner = await sign_up(platform, http, "owner")
+    owner = await new_client("owner")
     status, body = await owner.get(f"/api/v1/petshops/nearby?latitude={lat0}&longitude={lng0}")
     assert status == 200, body
     assert [s["id"] for s in body["data"]] == [ids[0.25], ids[4], ids[9]]
@@ -231,9 +231,9 @@ async def test_nearby_shops_default_radius_10km_nearest_first(platform, http) ->
         assert (status, body) == (400, {"success": False, "error": error}), query
 
 
-async def test_nearby_shops_limit_20(platform, http) -> None:
+async def test_nearby_shops_limit_20(platform, http, new_client) -> None:
     lat0, lng0 = -6.0 - random.random(), 106.0 + random.random()
-    shop = await sign_up(platform, http, "shop")
+    shop = await new_client("shop")
     ids = []
     for i in range(21):
         lat, lng = project(platform, lat0, lng0, 200 * (i + 1), i * 33)

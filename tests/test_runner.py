@@ -19,32 +19,16 @@ RUNNER_KEYS = {"id", "user_id", "full_name", "phone", "vehicle_type", "vehicle_p
                "created_at"}
 
 
-async def sign_up(platform: Platform, http: aiohttp.ClientSession, role: str) -> Client:
-    """A signed-up user of `role` through `POST /api/v1/auth/register`; admins cannot sign up,
-    so they get a token minted with the platform's secret."""
-    c = Client(http, platform.base_url)
-    if role == "admin":
-        uid = str(uuid.uuid4())
-        c.token = issue_access_token(uid, f"admin-{uid[:8]}@kilat.test", "admin")
-        c.user = {"id": uid, "role": "admin"}
-        return c
-    email = f"{role}-{uuid.uuid4().hex[:10]}@kilat.test"
-    status, body = await c.post("/api/v1/auth/register", {
-        "email": email, "password": "Secret123!", "full_name": f"Test {role.title()}",
-        "phone": "+60123456789", "role": role})
-    if status == 404:  # TEMP: identity not in yet
-        uid = str(uuid.uuid4())
-        c.token = issue_access_token(uid, email, role)
-        c.user = {"id": uid, "role": role, "email": email}
-        return c
-    assert status == 201, body
-    c.token = body["data"]["access_token"]
-    c.user = body["data"]["user"]
+def admin_client(platform: Platform, http: aiohttp.ClientSession) -> Client:
+    """Admins cannot sign up (DESIGN fix 5): a token minted with the platform's secret."""
+    uid = str(uuid.uuid4())
+    c = Client(http, platform.base_url, issue_access_token(uid, f"admin-{uid[:8]}@kilat.test", "admin"))
+    c.user = {"id": uid, "role": "admin"}
     return c
 
 
-async def runner_with_profile(platform: Platform, http, **vehicle) -> Client:
-    c = await sign_up(platform, http, "runner")
+async def runner_with_profile(new_client, **vehicle) -> Client:
+    c = await new_client("runner")
     status, body = await c.post("/api/v1/runners", {**VEHICLE, **vehicle})
     assert status == 201, body
     c.profile = body["data"]  # type: ignore[attr-defined]
@@ -64,8 +48,8 @@ def not_found(user_id: str) -> dict:
 
 # ------------------------------------------------------------------ profile
 
-async def test_register_runner_defaults_name_and_phone_from_account(platform, http) -> None:
-    c = await sign_up(platform, http, "runner")
+async def test_register_runner_defaults_name_and_phone_from_account(platform, http, new_client) -> None:
+    c = await new_client("runner")
     uid = c.user["id"]
     # The web runner dashboard's body: no full_name, no phone.
     status, body = await c.post("/api/v1/runners", VEHICLE)
@@ -73,9 +57,8 @@ async def test_register_runner_defaults_name_and_phone_from_account(platform, ht
     dto = body["data"]
     assert set(dto) == RUNNER_KEYS  # no crate_specs, no distance_km, no vehicle_year
     assert dto["user_id"] == uid and dto["id"] != uid
-    # Copied from the user account (email and "" for a token without an account).
-    assert dto["full_name"] == c.user.get("full_name", c.user.get("email"))
-    assert dto["phone"] == (c.user.get("phone") or "")
+    # Copied from the user's account.
+    assert dto["full_name"] == "Test Runner" and dto["phone"] == "+60123456789"
     assert dto["session_status"] == "inactive" and dto["rating"] == 0 and dto["total_trips"] == 0
     assert dto["vehicle_type"] == "car" and dto["air_conditioned"] is True
     assert dto["created_at"].endswith("Z")
@@ -88,8 +71,16 @@ async def test_register_runner_defaults_name_and_phone_from_account(platform, ht
     assert status == 200 and body == {"success": True, "data": dto}
 
 
-async def test_register_runner_with_explicit_name_and_validation(platform, http) -> None:
-    c = await sign_up(platform, http, "runner")
+async def test_register_runner_without_account_falls_back_to_email(platform, http) -> None:
+    uid = str(uuid.uuid4())
+    c = Client(http, platform.base_url, issue_access_token(uid, "ghost@kilat.test", "runner"))
+    status, body = await c.post("/api/v1/runners", VEHICLE)
+    assert status == 201, body
+    assert (body["data"]["full_name"], body["data"]["phone"]) == ("ghost@kilat.test", "")
+
+
+async def test_register_runner_with_explicit_name_and_validation(platform, http, new_client) -> None:
+    c = await new_client("runner")
     for patch, field, tag in [
         ({"vehicle_type": "rocket"}, "vehicle_type", "oneof"),
         ({"vehicle_plate": ""}, "vehicle_plate", "required"),
@@ -120,8 +111,8 @@ async def test_register_runner_with_explicit_name_and_validation(platform, http)
     assert rows == [{"vehicle_year": 2021, "vehicle_type": "motorbike"}]
 
 
-async def test_roles_and_missing_profile(platform, http) -> None:
-    owner = await sign_up(platform, http, "owner")
+async def test_roles_and_missing_profile(platform, http, new_client) -> None:
+    owner = await new_client("owner")
     status, body = await owner.post("/api/v1/runners", VEHICLE)
     assert (status, body) == (403, {"error": "insufficient permissions"})
     status, body = await owner.get("/api/v1/runners/me")
@@ -130,7 +121,7 @@ async def test_roles_and_missing_profile(platform, http) -> None:
     status, body = await anon.get("/api/v1/runners/me")
     assert (status, body) == (401, {"error": "authorization header is required"})
 
-    c = await sign_up(platform, http, "runner")
+    c = await new_client("runner")
     uid = c.user["id"]
     for method, path, payload in [
         ("GET", "/api/v1/runners/me", None),
@@ -145,8 +136,8 @@ async def test_roles_and_missing_profile(platform, http) -> None:
         assert (status, body) == (404, not_found(uid)), (method, path)
 
 
-async def test_update_profile_is_partial(platform, http) -> None:
-    c = await runner_with_profile(platform, http)
+async def test_update_profile_is_partial(platform, http, new_client) -> None:
+    c = await runner_with_profile(new_client)
     before = c.profile  # type: ignore[attr-defined]
     status, body = await c.put("/api/v1/runners/me", {"vehicle_model": "Proton X50",
                                                       "full_name": "", "air_conditioned": False,
@@ -166,8 +157,8 @@ async def test_update_profile_is_partial(platform, http) -> None:
     assert status == 200 and body["data"]["vehicle_model"] == "Proton X50"
 
 
-async def test_crates(platform, http) -> None:
-    c = await runner_with_profile(platform, http)
+async def test_crates(platform, http, new_client) -> None:
+    c = await runner_with_profile(new_client)
     crate = {"size": "medium", "pet_types": ["cat", "dog"], "max_weight_kg": 15.5,
              "width_cm": 60, "height_cm": 45, "depth_cm": 40, "ventilated": True,
              "temperature_controlled": False}
@@ -198,8 +189,8 @@ async def test_crates(platform, http) -> None:
 
 # ------------------------------------------------------------------ presence and GPS
 
-async def test_online_offline_write_rows_and_events_keyed_by_user_id(platform, http) -> None:
-    c = await runner_with_profile(platform, http)
+async def test_online_offline_write_rows_and_events_keyed_by_user_id(platform, http, new_client) -> None:
+    c = await runner_with_profile(new_client)
     uid = c.user["id"]
     status, body = await c.post("/api/v1/runners/me/online", {"latitude": 3.139, "longitude": 101.6869})
     assert (status, body) == (200, {"success": True, "data": {"message": "runner is now online"}})
@@ -233,8 +224,8 @@ async def test_online_offline_write_rows_and_events_keyed_by_user_id(platform, h
     assert (status, body) == (400, validation("longitude", "required", "OnlineRequest"))
 
 
-async def test_location_update_reaches_postgis_through_gps_agent(platform, http) -> None:
-    c = await runner_with_profile(platform, http)
+async def test_location_update_reaches_postgis_through_gps_agent(platform, http, new_client) -> None:
+    c = await runner_with_profile(new_client)
     uid = c.user["id"]
     fix = {"latitude": 3.15, "longitude": 101.71, "speed_kmh": 32.5, "heading_degrees": 270}
 
@@ -284,19 +275,19 @@ def project(platform: Platform, lat: float, lng: float, metres: float, bearing_d
     return row["lat"], row["lng"]
 
 
-async def test_nearby_runners_nearest_first_within_radius(platform, http) -> None:
+async def test_nearby_runners_nearest_first_within_radius(platform, http, new_client) -> None:
     # A centre of our own, so runners of other tests are not in range.
     lat0, lng0 = 4.0 + random.random(), 100.5 + random.random() / 2
     placed = {}
     for km, bearing, ac in [(7, 200, False), (1, 30, True), (3, 120, False), (0.5, 300, True)]:
-        c = await runner_with_profile(platform, http, air_conditioned=ac,
+        c = await runner_with_profile(new_client, air_conditioned=ac,
                                       vehicle_model=f"model-{km}")
         lat, lng = project(platform, lat0, lng0, km * 1000, bearing)
         assert (await c.post("/api/v1/runners/me/online", {"latitude": lat, "longitude": lng}))[0] == 200
         placed[km] = c
     # Offline runners are never offered, whatever their last position.
     assert (await placed[0.5].post("/api/v1/runners/me/offline"))[0] == 200
-    owner = await sign_up(platform, http, "owner")
+    owner = await new_client("owner")
 
     status, body = await owner.get(f"/api/v1/runners/nearby?latitude={lat0}&longitude={lng0}")
     assert status == 200, body
@@ -336,11 +327,11 @@ async def test_nearby_runners_nearest_first_within_radius(platform, http) -> Non
     assert status == 401
 
 
-async def test_nearby_runners_limit_20(platform, http) -> None:
+async def test_nearby_runners_limit_20(platform, http, new_client) -> None:
     lat0, lng0 = -2.0 - random.random(), 110.0 + random.random()
     ids = []
     for i in range(21):
-        c = await runner_with_profile(platform, http)
+        c = await runner_with_profile(new_client)
         lat, lng = project(platform, lat0, lng0, 100 + i * 100, i * 17)
         assert (await c.post("/api/v1/runners/me/online", {"latitude": lat, "longitude": lng}))[0] == 200
         ids.append(c.user["id"])

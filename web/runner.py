@@ -10,7 +10,6 @@ PostGIS), so the view does not touch the database beyond checking the runner is 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from typing import Annotated, Any, Literal
 
@@ -29,6 +28,7 @@ from kilat import runner_events
 from models import events as ev
 from models.runner import runner_locations
 from stores import runner as store
+from stores.identity import get_user
 from tables.routing import routed_get
 from tables.runners import position_of, runner_positions
 from web.http import (
@@ -220,18 +220,6 @@ async def _profile(conn: Connection, user_id: str, *, for_update: bool = False) 
     return row
 
 
-async def _account(conn: Connection, user_id: str) -> dict[str, Any] | None:
-    """The user's account (name, phone) from the identity domain's store, when it has one."""
-    try:
-        identity = importlib.import_module("stores.identity")
-    except ImportError:
-        return None
-    get_user = getattr(identity, "get_user", None)
-    if get_user is None:
-        return None
-    return await get_user(conn, user_id)
-
-
 # ------------------------------------------------------------------ runner profile
 
 @routes.post("/api/v1/runners")
@@ -239,7 +227,7 @@ async def register_runner(request: web.Request) -> web.Response:
     me = require_role(request, "runner")
     body = await parse_body(request, RegisterRunnerRequest)
     async with db.transaction() as conn:
-        user = None if (body.full_name and body.phone) else await _account(conn, me.user_id)
+        user = None if (body.full_name and body.phone) else await get_user(conn, me.user_id)
         full_name, phone = rules.profile_defaults(body.full_name, body.phone, user, me.email)
         row = await store.create_runner(conn, {
             "user_id": me.user_id, "full_name": full_name[:255], "phone": phone[:20],
