@@ -19,6 +19,7 @@ from tests.fakes.fcm import FakeFCM
 from tests.fakes.smtp import FakeSMTP
 from tests.fakes.twilio import FakeTwilio
 from tests.platform import Platform, wait_until
+from tests.test_booking import book
 
 DTO_KEYS = {"id", "user_id", "booking_id", "event_type", "type", "title", "body", "status",
             "is_read", "channels_sent", "channels_failed", "created_at", "updated_at"}
@@ -112,30 +113,18 @@ async def test_booking_journey_notifies_owner_and_runner_on_every_channel(env: E
     owner, runner = await sign_up(env, http, "owner"), await sign_up(env, http, "runner")
     oc, rc = await with_contacts(owner), await with_contacts(runner)
     o, r = owner.user["id"], runner.user["id"]
-    bid, number = booking_ids()
-    b = {"booking_id": bid, "booking_number": number}
-    # The booking's and payment's events; the tracking domain reacts to them with its own.
-    journey = [
-        ("booking.events", "booking.requested", {**b, "owner_id": o, "pet_type": "cat",
-                                                 "pet_name": "Milo", "estimated_price_cents": 1500,
-                                                 "currency": "MYR"}),
-        ("booking.events", "booking.accepted", {**b, "owner_id": o, "runner_id": r}),
-        ("payment.events", "payment.escrow_held", {"payment_id": str(uuid.uuid4()), **b,
-                                                   "owner_id": o, "runner_id": r,
-                                                   "amount_cents": 1500, "currency": "MYR"}),
-        ("booking.events", "booking.pet_picked_up", {**b, "owner_id": o, "runner_id": r}),
-        ("booking.events", "booking.delivery_confirmed", {**b, "owner_id": o, "runner_id": r}),
-        ("payment.events", "payment.escrow_released", {
-            "payment_id": str(uuid.uuid4()), **b, "owner_id": o, "runner_id": r,
-            "amount_cents": 1500, "runner_payout_cents": 1275, "platform_fee_cents": 225,
-            "currency": "MYR"}),
-        ("booking.events", "booking.completed", {**b, "owner_id": o, "runner_id": r,
-                                                 "final_price_cents": 1500, "currency": "MYR"}),
-    ]
-    for topic, type_, data in journey:
-        await produce(env.p, topic, type_, data)
+    # The whole journey through the API; booking, payment and tracking emit their events.
+    data = await book(owner)
+    bid, number, path = data["id"], data["booking_number"], f"/api/v1/bookings/{data['id']}"
+    assert (await runner.post(f"{path}/accept"))[0] == 200
+    status, body = await owner.post("/api/v1/payments/initiate", {"booking_id": bid})
+    assert status == 201, body
+    for step in ("pickup", "deliver"):
+        assert (await runner.post(f"{path}/{step}"))[0] == 200
 
-    owner_types = {t for _, t, _ in journey} | {"tracking.started", "tracking.completed"}
+    owner_types = {"booking.requested", "booking.accepted", "payment.escrow_held",
+                   "tracking.started", "booking.pet_picked_up", "booking.delivery_confirmed",
+                   "tracking.completed", "payment.escrow_released", "booking.completed"}
     runner_types = {"booking.accepted", "payment.escrow_released", "tracking.completed",
                     "booking.completed"}
 
@@ -147,14 +136,7 @@ async def test_booking_journey_notifies_owner_and_runner_on_every_channel(env: E
     owner_items = await wait_until(lambda: all_sent(owner, owner_types), 60, what="owner's sent")
     runner_items = await wait_until(lambda: all_sent(runner, runner_types), 60,
                                     what="runner's sent")
-    # One notification per recipient per event: as many as there are events of each type.
-    for topic in SOURCES:
-        events = await env.p.events_of(topic, booking_id=bid)
-        for type_ in {e["type"] for e in events} & owner_types:
-            n = len({e["id"] for e in events if e["type"] == type_})
-            assert n == 1, (type_, n)
-            assert sum(i["type"] == type_ for i in owner_items) == 1, type_
-    assert len(owner_items) == 9 and len(runner_items) == 4
+    assert len(owner_items) == 9 and len(runner_items) == 4  # one per event and recipient
     for item in owner_items + runner_items:
         assert set(item) == DTO_KEYS
         assert item["channels_sent"] == ["email", "push", "sms"]
@@ -167,7 +149,9 @@ async def test_booking_journey_notifies_owner_and_runner_on_every_channel(env: E
     assert accepted[o]["body"] == f"A runner has accepted your booking {number}"
     assert accepted[r]["title"] == "Job Accepted"
     payout = next(i for i in runner_items if i["type"] == "payment.escrow_released")
-    assert payout["body"] == f"You earned RM 12.75 for booking {number}"
+    assert payout["body"] == f"You earned RM 12.84 for booking {number}"  # 85 % of RM 15.10
+    held = next(i for i in owner_items if i["type"] == "payment.escrow_held")
+    assert held["body"] == f"We are holding RM 15.10 for booking {number} until delivery"
     started = next(i for i in owner_items if i["type"] == "tracking.started")
     assert started["body"] == f"Follow your pet live for booking {number}"
 
@@ -181,7 +165,7 @@ async def test_booking_journey_notifies_owner_and_runner_on_every_channel(env: E
     sms = next(m for m in env.twilio.to(rc["phone"]) if number in m.body and "accepted" in m.body)
     assert sms.from_ == "+60300000000"
     mail = next(m for m in env.smtp.to(oc["email"]) if m.subject.startswith("Booking Completed"))
-    assert "RM 15.00" in mail.html and mail.message["From"] == "no-reply@kilat.my"
+    assert "RM 15.10" in mail.html and mail.message["From"] == "no-reply@kilat.my"
     rows = env.p.sql("SELECT count(*) AS n, sum(attempts) AS attempts FROM notification_deliveries "
                      "d JOIN notifications n ON n.id = d.notification_id "
                      "WHERE n.user_id IN (%s, %s) AND d.status = 'sent'", (o, r))
@@ -191,21 +175,23 @@ async def test_booking_journey_notifies_owner_and_runner_on_every_channel(env: E
 async def test_cancellation_notifies_both_parties_and_contactless_users_still_get_rows(env, http):
     owner, runner = await sign_up(env, http, "owner"), await sign_up(env, http, "runner")
     oc = await with_contacts(owner)
-    bid, number = booking_ids()
     # The runner never registered any contact: the notification is still stored (in-app).
-    await produce(env.p, "booking.events", "booking.cancelled", {
-        "booking_id": bid, "booking_number": number, "cancelled_by": owner.user["id"],
-        "reason": "plans <changed>", "owner_id": owner.user["id"], "runner_id": runner.user["id"]})
+    data = await book(owner)
+    path = f"/api/v1/bookings/{data['id']}"
+    assert (await runner.post(f"{path}/accept"))[0] == 200
+    assert (await owner.post(f"{path}/cancel", {"reason": "plans <changed>"}))[0] == 200
 
-    async def stored(c: Client, status: str):
-        items = await notifications_of(c)
+    async def cancelled(c: Client, status: str):
+        items = [i for i in await notifications_of(c) if i["type"] == "booking.cancelled"]
         return len(items) == 1 and items[0]["status"] == status and items[0]
-    mine = await wait_until(lambda: stored(owner, "sent"), 30, what="owner's cancellation")
-    theirs = await wait_until(lambda: stored(runner, "skipped"), 30, what="runner's cancellation")
+    mine = await wait_until(lambda: cancelled(owner, "sent"), 30, what="owner's cancellation")
+    theirs = await wait_until(lambda: cancelled(runner, "skipped"), 30,
+                              what="runner's cancellation")
+    number = data["booking_number"]
     assert mine["body"] == f"Booking {number} was cancelled by you: plans <changed>"
     assert theirs["body"] == f"Booking {number} was cancelled by the owner: plans <changed>"
     assert theirs["channels_sent"] == [] and theirs["channels_failed"] == []
-    mail = env.smtp.to(oc["email"])[0]
+    mail = next(m for m in env.smtp.to(oc["email"]) if "Cancelled" in m.subject)
     assert "plans &lt;changed&gt;" in mail.html  # user text is escaped in HTML email
 
 
