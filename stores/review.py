@@ -1,9 +1,7 @@
 """Review queries shared by the review views and agents.
 
-Aggregates land in the runner domain's tables: ratings through `stores.runner`
-(`set_runner_rating`, `set_shop_rating`); the trip counter is one atomic increment on
-`runners.total_trips` here, because it must be applied exactly once per `booking.completed`
-(the consumer's processed-event row is in the same transaction).
+Aggregates land in the runner domain's tables through `stores.runner` (`set_runner_rating`,
+`set_shop_rating`, `increment_total_trips`); only the runner-id lookup below reads `runners`.
 """
 
 from __future__ import annotations
@@ -62,8 +60,3 @@ async def runner_user_id(conn: Connection, ident: str) -> str:
     user_id = await conn.scalar(select(runners.c.user_id).where(runners.c.id == ident))
     return str(user_id) if user_id else ident
 
-
-async def increment_total_trips(conn: Connection, runner_user: str) -> int:
-    return await conn.execute(
-        runners.update().where(runners.c.user_id == runner_user)
-        .values(total_trips=runners.c.total_trips + 1, updated_at=func.now()))

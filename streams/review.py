@@ -34,7 +34,7 @@ async def update_rating(conn: Connection, event: CloudEvent) -> None:
 async def count_trip(conn: Connection, event: CloudEvent) -> None:
     runner_id = event.data.get("runner_id")
     if valid_uuid(runner_id):  # all-zero / missing: completed without a runner
-        await store.increment_total_trips(conn, runner_id)
+        await runner_store.increment_total_trips(conn, runner_id)
 
 
 @app.agent(review_events, name="kilat.review-ratings", concurrency=1)
