@@ -42,10 +42,22 @@ DELIVERY_BATCH = 20
 DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates" / "notifications"
 
 
+def templates_dir() -> Path:
+    """`TEMPLATES_DIR`, else the source tree's folder, else `./templates/notifications` (an
+    installed package runs from the deployment directory that holds the templates)."""
+    if settings().templates_dir:
+        return Path(settings().templates_dir)
+    for folder in (DEFAULT_TEMPLATES_DIR, Path.cwd() / "templates" / "notifications"):
+        if folder.is_dir():
+            return folder
+    log.warning("no notification templates found; notifications use generic text")
+    return DEFAULT_TEMPLATES_DIR
+
+
 @lru_cache(maxsize=1)
 def templates() -> dict[str, dict[str, Any]]:
     """Every `<event type>.json` in the templates directory, read once per process."""
-    folder = Path(settings().templates_dir or DEFAULT_TEMPLATES_DIR)
+    folder = templates_dir()
     out: dict[str, dict[str, Any]] = {}
     for path in sorted(folder.glob("*.json")):
         try:

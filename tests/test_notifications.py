@@ -7,12 +7,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock
 from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
 
+from domain import notification as rules
+from domain.notification import quiet_until
 from models.events import new_event
 from tests.conftest import Client
 from tests.fakes.fcm import FakeFCM
@@ -387,3 +390,75 @@ async def test_preferences_defaults_validation_and_fcm_token(env, http):
     status, body = await user.get("/api/v1/notifications/preferences")
     assert "quiet_hours_start" not in body["data"] and "phone_number" not in body["data"]
     assert body["data"]["fcm_token"] == "tok-1"
+
+
+async def test_two_workers_never_send_the_same_delivery(env, http):
+    """A second worker joins: both delivery timers claim rows with SKIP LOCKED, and every
+    delivery still goes out exactly once."""
+    w2 = env.p.start_worker("w2")
+    await env.p.wait_ready(w2)
+    owner = await sign_up(env, http, "owner")
+    info = await with_contacts(owner, enable_email=False)
+    numbers = []
+    for _ in range(12):
+        bid, number = booking_ids()
+        numbers.append(number)
+        await produce(env.p, "booking.events", "booking.requested", {
+            "booking_id": bid, "booking_number": number, "owner_id": owner.user["id"],
+            "estimated_price_cents": 1000})
+
+    await wait_until(lambda: _status_is_n(owner, "sent", 12), 60, what="12 notifications sent")
+    pushes = [m.body for m in env.fcm.to(info["token"])]
+    sms = [m.body for m in env.twilio.to(info["phone"])]
+    assert len(pushes) == 12 and len(sms) == 12
+    for number in numbers:
+        assert sum(number in b for b in pushes) == 1 and sum(number in b for b in sms) == 1
+    env.p.stop(w2)
+
+
+async def _status_is_n(c: Client, status: str, n: int) -> bool:
+    items = await notifications_of(c)
+    return len(items) == n and all(i["status"] == status for i in items)
+
+
+# ---------------------------------------------------------------- pure rules
+
+def test_quiet_window_math() -> None:
+    kl = "Asia/Kuala_Lumpur"  # UTC+8
+    at = datetime(2026, 11, 25, 15, 30, tzinfo=UTC)  # 23:30 in KL
+    end = quiet_until(at, clock(22, 0), clock(7, 0), kl)  # overnight window
+    assert end == datetime(2026, 11, 25, 23, 0, tzinfo=UTC)  # 07:00 next day in KL
+    early = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)  # 04:00 in KL, same window
+    assert quiet_until(early, clock(22, 0), clock(7, 0), kl) == end
+    assert quiet_until(datetime(2026, 11, 25, 4, 0, tzinfo=UTC), clock(22, 0), clock(7, 0),
+                       kl) is None  # 12:00 in KL
+    assert quiet_until(at, clock(13, 0), clock(14, 0), "UTC") is None
+    assert quiet_until(at, clock(15, 0), clock(16, 0), "UTC") == datetime(
+        2026, 11, 25, 16, 0, tzinfo=UTC)
+    assert quiet_until(at, clock(9, 0), clock(9, 0), kl) is None  # empty window
+    assert quiet_until(at, None, clock(7, 0), kl) is None
+
+
+def test_recipients_rendering_and_statuses() -> None:
+    owner, runner = str(uuid.uuid4()), str(uuid.uuid4())
+    zero = "00000000-0000-0000-0000-000000000000"
+    assert rules.recipients("booking.completed", {"owner_id": owner, "runner_id": zero}) == [
+        ("owner", owner)]
+    # Ids missing from the payload come from the booking row.
+    assert rules.recipients("payment.escrow_held", {"booking_id": "b"},
+                            {"owner_id": uuid.UUID(owner)}) == [("owner", owner)]
+    assert rules.recipients("booking.cancelled", {"owner_id": owner, "runner_id": runner,
+                                                  "cancelled_by": owner}) == [
+        ("owner", owner), ("runner", runner)]
+    assert rules.recipients("tracking.updated", {"owner_id": owner}) == []
+    values = {"booking_number": "KL-1", "amount": "RM 1.00"}
+    template = {"owner": {"push": {"title": "T $booking_number", "body": "$nope"},
+                          "sms": {"body": "S $amount"}}}
+    rendered = rules.render(template, "owner", values, "booking.requested")
+    assert (rendered.title, rendered.body) == ("Kilat", "S RM 1.00")  # push had a bad field
+    assert rendered.variants["email"] == {"subject": "Kilat", "html": "<p>S RM 1.00</p>"}
+    assert rules.overall_status([]) == "skipped"
+    assert rules.overall_status(["sent", "deferred"]) == "pending"
+    assert rules.overall_status(["sent", "failed"]) == "partially_sent"
+    assert rules.overall_status(["failed"]) == "failed"
+    assert [rules.retry_delay(n).total_seconds() for n in (1, 2, 3, 4)] == [1, 2, 4, 8]
