@@ -114,6 +114,9 @@ async def test_review_rules_rating_and_trip_aggregates(platform: Platform, new_c
 
     expected = {"success": True, "data": {"average_rating": 3.5, "total_reviews": 2}}
     assert await owner.get(f"{R}/rating/runner/{rid}") == (200, expected)
+    assert await owner.get(f"{R}/rating/runner/{rid}", token="") == (200, expected)  # public
+    assert (await owner.get(f"{R}/runner/{rid}", token=""))[0] == 200
+    assert (await owner.get(f"{R}/me", token=""))[0] == 401
     assert await owner.get(f"{R}/rating/runner/{profile_id}") == (200, expected)
     assert (await owner.get(f"{R}/rating/owner/{oid}"))[1]["data"] == {
         "average_rating": 4.0, "total_reviews": 1}
