@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import jwt
 import pytest
 from aiohttp import WSMsgType, web
 
-from core.security import issue_access_token
 from gateway.routes import PREFIXES, UPSTREAM_NAMES
 from tests.platform import ROOT, VENV_BIN, Proc, free_port, wait_until
 
@@ -234,11 +235,10 @@ async def test_rate_limit_429_then_recovers_after_window(upstreams, http, tmp_pa
             assert 1 <= int(resp.headers["Retry-After"]) <= 2
 
         # A signed-in user has a budget of their own.
-        os.environ["JWT_SECRET"] = env["JWT_SECRET"]
-        try:
-            token = issue_access_token(str(uuid.uuid4()), "a@b.c", "owner")
-        finally:
-            os.environ.pop("JWT_SECRET")
+        now = int(time.time())
+        token = jwt.encode({"sub": "u", "user_id": str(uuid.uuid4()), "role": "owner",
+                            "token_type": "access", "iat": now, "exp": now + 60},
+                           env["JWT_SECRET"], algorithm="HS256")
         async with http.get(proc.url + "/api/v1/bookings",
                             headers={"Authorization": f"Bearer {token}"}) as resp:
             assert resp.status == 200
