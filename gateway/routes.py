@@ -34,6 +34,7 @@ PREFIXES: tuple[tuple[str, str], ...] = (
     ("/api/v1/admin/promos", "payment"),
     ("/api/v1/admin/stats/payments", "payment"),
     ("/api/v1/tracking", "tracking"),
+    ("/api/v1/admin/tracking", "tracking"),
     ("/api/v1/chat", "tracking"),
     ("/ws/tracking", "tracking"),
     ("/api/v1/notifications", "notification"),
