@@ -37,7 +37,7 @@ from models import events as ev
 from models.events import CloudEvent, MalformedEvent, decode_event, new_event, require
 from models.runner import parse_fix
 from stores import tracking as store
-from tables.trips import store_trip, trip_of
+from tables.trips import drop_trip, store_trip, trip_of
 from web.http import format_time
 from web.metrics import EVENTS_PROCESSED
 
@@ -160,7 +160,10 @@ async def handle_lifecycle(msg, event: CloudEvent) -> None:
     track = await run_lifecycle(event, LIFECYCLE[event.type])
     if track is not None:
         booking_id = str(track["booking_id"])
-        store_trip(trip_from_track(track, trip_of(booking_id)))
+        if track["status"] == rules.ACTIVE:
+            store_trip(trip_from_track(track, trip_of(booking_id)))
+        else:  # finished: later fixes find no trip and are dropped
+            drop_trip(booking_id)
     EVENTS_PROCESSED.labels(CONSUMER, event.type, "ok").inc()
     msg.ack()
 

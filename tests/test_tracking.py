@@ -215,8 +215,9 @@ async def test_live_trip_across_two_workers(fresh_platform: Platform, http) -> N
                      what="the new waypoint stored")
     async with http.get(f"{w1.url}/api/v1/admin/tracking/{booking_id}/live",
                         headers=admin.auth) as r:
-        live = (await r.json())["data"]
-        assert r.status == 200
+        live = await r.json()
+        assert r.status == 200, live
+        live = live["data"]
     assert live["waypoint_count"] == len(full)
     assert live["distance_km"] == pytest.approx(full_km, abs=1e-9)
     assert live["status"] == "active"
