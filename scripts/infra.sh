@@ -7,7 +7,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE="${KILAT_CACHE_DIR:-$HOME/.cache/kilat}"
+CACHE="${KILAT_CACHE_DIR:-${HOME:-/root}/.cache/kilat}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 KAFKA_HOME="$CACHE/kafka"
