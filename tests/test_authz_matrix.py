@@ -381,6 +381,8 @@ MATRIX: list[Row] = [
     # ------------------------------------------------ tracking and chat
     Row("GET", "/api/v1/tracking/shared/{token}", everyone(200), args={"token": "share_token"}),
     Row("GET", "/api/v1/tracking/{booking_id}", participants(200), args={"booking_id": "booking"}),
+    Row("GET", "/api/v1/bookings/{booking_id}/tracking", participants(200),
+        args={"booking_id": "booking"}),
     Row("GET", "/api/v1/tracking/{booking_id}/route", participants(200),
         args={"booking_id": "booking"}),
     Row("POST", "/api/v1/tracking/{booking_id}/share", participants(201),

@@ -21,6 +21,7 @@ from core.security import Principal
 from domain import booking as rules
 from stores import booking as store
 from stores import runner as runner_store
+from web import tracking as tracking_views
 from web.http import (
     ApiError,
     Body,
@@ -417,6 +418,13 @@ async def list_photos(request: web.Request) -> web.Response:
 
 
 # ---------------------------------------------------------------- admin
+
+@routes.get("/api/v1/bookings/{booking_id}/tracking")
+async def booking_tracking(request: web.Request) -> web.Response:
+    """The booking's trip track, as GET /api/v1/tracking/{bookingId} (the iOS runner app's path).
+    """
+    return await tracking_views.get_tracking(request)
+
 
 @routes.get("/api/v1/admin/bookings")
 async def admin_list(request: web.Request) -> web.Response:
