@@ -24,6 +24,7 @@ PREFIXES: tuple[tuple[str, str], ...] = (
     ("/api/v1/admin/runners", "runner"),
     ("/api/v1/bookings", "booking"),
     ("/api/v1/pets", "booking"),
+    ("/api/v1/users", "booking"),  # the iOS client's /users/me/pets
     ("/api/v1/admin/bookings", "booking"),
     ("/api/v1/admin/stats/bookings", "booking"),
     ("/api/v1/payments", "payment"),

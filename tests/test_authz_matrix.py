@@ -322,6 +322,8 @@ MATRIX: list[Row] = [
     Row("GET", "/api/v1/admin/stats/bookings", only(200, *ADMIN)),
     Row("POST", "/api/v1/pets", only(201, *OWNERS), body={"name": "Rex", "pet_type": "dog"}),
     Row("GET", "/api/v1/pets", only(200, *OWNERS)),
+    Row("POST", "/api/v1/users/me/pets", only(201, *OWNERS), body={"name": "Rex", "pet_type": "dog"}),
+    Row("GET", "/api/v1/users/me/pets", only(200, *OWNERS)),
     Row("GET", "/api/v1/pets/{id}", only(200, "owner"), args={"id": "pet"}),
     Row("PUT", "/api/v1/pets/{id}", only(200, "owner"), args={"id": "pet"}, body={"breed": "Siam"}),
     Row("DELETE", "/api/v1/pets/{id}", only(200, "owner"), args={"id": "pet"}, prepare=fresh_pet),

@@ -463,6 +463,7 @@ async def _own_pet(conn: Connection, request: web.Request, owner_id: str) -> Row
     return pet
 
 
+@routes.post("/api/v1/users/me/pets")  # the iOS client's path for the same thing
 @routes.post("/api/v1/pets")
 async def create_pet(request: web.Request) -> web.Response:
     principal = require_role(request, "owner")
@@ -472,6 +473,7 @@ async def create_pet(request: web.Request) -> web.Response:
     return created(pet_dto(pet))
 
 
+@routes.get("/api/v1/users/me/pets")  # the iOS client's path for the same thing
 @routes.get("/api/v1/pets")
 async def list_pets(request: web.Request) -> web.Response:
     principal = require_role(request, "owner")
