@@ -318,13 +318,17 @@ def frame_for(event: dict[str, Any]) -> tuple[str, str] | None:
         return None
     booking_id = str(data["booking_id"])
     if event.get("type") == "tracking.updated":
-        return booking_id, json.dumps({"type": "location_update", "data": {
+        location = {
             "booking_id": booking_id, "runner_id": data.get("runner_id"),
             "latitude": data.get("latitude"), "longitude": data.get("longitude"),
             "speed_kmh": data.get("speed_kmh", 0.0),
             "heading_degrees": data.get("heading_degrees", 0.0),
             "timestamp": data.get("timestamp") or data.get("occurred_at"),
-        }}, separators=(",", ":"))
+        }
+        # The contract's `{"type","data"}` frame, plus the same fields flat: the web app parses
+        # the frame itself as the location (it never unwraps `data`).
+        return booking_id, json.dumps({"type": "location_update", "data": location, **location},
+                                      separators=(",", ":"))
     if event.get("type") == "chat.message_sent":
         return booking_id, json.dumps({
             "type": "chat_message", "booking_id": booking_id,
