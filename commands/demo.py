@@ -3,7 +3,8 @@
     kilat seed-demo [--base-url http://localhost:8080] [--runners 8]
     kilat demo      [--base-url http://localhost:8080] [--interval 1.0]
 
-`seed-demo` adds the demo pet shops, an owner and runners online around Kuala Lumpur.
+`seed-demo` adds the demo pet shops, an owner and runners online around Kuala Lumpur, plus the
+fixed test accounts the mobile apps ship with (`SEED_ACCOUNTS`; created once, reused after).
 `demo` books a delivery, pays, accepts, picks up, streams the recorded 5 km GPS trace through
 `POST /api/v1/runners/me/location` and delivers, printing what to open while it runs.
 """
@@ -28,6 +29,13 @@ from stores.runner import seed_demo_shops
 TRACE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "gps_trace_5km.jsonl"
 KL = (3.139, 101.6869)
 PASSWORD = "DemoPass123!"
+# The apps' built-in test logins (the iOS runner app's `runner.test@kilat.my`).
+SEED_ACCOUNTS = (
+    {"email": "runner.test@kilat.my", "password": "TestRunner123!", "role": "runner",
+     "full_name": "Test Runner", "phone": "+60120000001"},
+    {"email": "owner.test@kilat.my", "password": "TestOwner123!", "role": "owner",
+     "full_name": "Test Owner", "phone": "+60120000002"},
+)
 
 
 class Api:
@@ -36,14 +44,17 @@ class Api:
         self.base = base.rstrip("/")
         self.token: str | None = None
 
-    async def call(self, method: str, path: str, body: Any = None) -> Any:
+    async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         async with self.session.request(method, self.base + path, json=body,
                                         headers=headers) as resp:
-            data = await resp.json(content_type=None)
-            if resp.status >= 400:
-                raise RuntimeError(f"{method} {path} -> {resp.status}: {data}")
-            return data.get("data") if isinstance(data, dict) else data
+            return resp.status, await resp.json(content_type=None)
+
+    async def call(self, method: str, path: str, body: Any = None) -> Any:
+        status, data = await self.request(method, path, body)
+        if status >= 400:
+            raise RuntimeError(f"{method} {path} -> {status}: {data}")
+        return data.get("data") if isinstance(data, dict) else data
 
     async def sign_up(self, role: str, name: str) -> dict:
         email = f"{role}.{uuid.uuid4().hex[:6]}@demo.kilat.my"
@@ -52,6 +63,36 @@ class Api:
             "phone": "+60123456789"})
         self.token = data["access_token"]
         return {"email": email, **data["user"]}
+
+
+async def ensure_account(api: Api, account: dict[str, str]) -> dict[str, Any]:
+    """Sign up, or log in when the account already exists (409): safe to run again."""
+    status, data = await api.request("POST", "/api/v1/auth/register", account)
+    if status == 409:
+        data = {"data": await api.call("POST", "/api/v1/auth/login", {
+            "email": account["email"], "password": account["password"]})}
+    elif status >= 400:
+        raise RuntimeError(f"register {account['email']} -> {status}: {data}")
+    api.token = data["data"]["access_token"]
+    return data["data"]["user"]
+
+
+async def ensure_test_accounts(session: aiohttp.ClientSession, base: str) -> list[str]:
+    """The apps' test logins; the runner gets a runner profile and goes online in KL."""
+    for account in SEED_ACCOUNTS:
+        api = Api(session, base)
+        await ensure_account(api, account)
+        if account["role"] != "runner":
+            continue
+        status, data = await api.request("POST", "/api/v1/runners", {
+            "full_name": account["full_name"], "phone": account["phone"],
+            "vehicle_type": "car", "vehicle_plate": "WTR 1234", "vehicle_model": "Perodua Bezza",
+            "vehicle_year": 2023, "air_conditioned": True})
+        if status not in (201, 409):
+            raise RuntimeError(f"runner profile -> {status}: {data}")
+        await api.call("POST", "/api/v1/runners/me/online",
+                       {"latitude": KL[0], "longitude": KL[1]})
+    return [a["email"] for a in SEED_ACCOUNTS]
 
 
 def _around(center: tuple[float, float], max_km: float) -> tuple[float, float]:
@@ -64,6 +105,7 @@ async def seed(base: str, runners: int) -> dict[str, Any]:
     async with db.transaction() as conn:
         shops = await seed_demo_shops(conn)
     async with aiohttp.ClientSession() as session:
+        test_accounts = await ensure_test_accounts(session, base)
         owner = Api(session, base)
         owner_user = await owner.sign_up("owner", "Aisyah (demo owner)")
         created = []
@@ -80,7 +122,7 @@ async def seed(base: str, runners: int) -> dict[str, Any]:
                            {"latitude": lat, "longitude": lng})
             created.append(user["email"])
     return {"shops_added": shops, "owner": owner_user["email"], "runners": created,
-            "password": PASSWORD}
+            "password": PASSWORD, "test_accounts": test_accounts}
 
 
 async def run_demo(base: str, interval: float, say) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.platform import wait_until
+from tests.platform import ROOT, VENV_BIN, wait_until
 
 TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -618,3 +618,38 @@ async def test_admin_journey(new_client, new_admin):
     assert status == 401, body
     assert await runner.get("/api/v1/admin/stats/users") == (
         403, {"error": "insufficient permissions"})
+
+
+# ---------------------------------------------------------------- seed accounts
+
+async def run_kilat(platform, *args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        str(VENV_BIN / "kilat"), *args, cwd=ROOT, env=platform.env(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await asyncio.wait_for(proc.communicate(), 180)
+    assert proc.returncode == 0, output.decode()
+    return output.decode()
+
+
+async def test_seed_demo_creates_the_apps_test_logins_once(platform, client):
+    """`kilat seed-demo` (make demo) gives the iOS runner app its built-in login
+    runner.test@kilat.my / TestRunner123! with a runner profile, and owner.test@kilat.my; a
+    second run reuses them."""
+    for _ in range(2):
+        await run_kilat(platform, "seed-demo", "--base-url", platform.base_url, "--runners", "1")
+    assert platform.sql("SELECT count(*) AS n FROM users WHERE email IN "
+                        "('runner.test@kilat.my', 'owner.test@kilat.my')")[0]["n"] == 2
+    status, body = await client.post("/api/v1/auth/login", {"email": "runner.test@kilat.my",
+                                                            "password": "TestRunner123!"})
+    auth = data_of(status, body)
+    check_auth(auth, "runner")
+    client.token = auth["access_token"]
+    status, body = await client.get("/api/v1/runners/me")
+    me = data_of(status, body)
+    check_runner(me)
+    assert me["session_status"] == "active" and me["user_id"] == auth["user"]["id"]
+    status, body = await client.get("/api/v1/bookings?status=requested&page=1&limit=20")
+    page_of(status, body)
+    status, body = await client.post("/api/v1/auth/login", {"email": "owner.test@kilat.my",
+                                                            "password": "TestOwner123!"})
+    check_auth(data_of(status, body), "owner")
