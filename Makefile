@@ -1,5 +1,5 @@
 # Kilat: `make run` brings the platform up on :8080; `make test` runs the whole test suite.
-.PHONY: setup run test lint down bench demo
+.PHONY: setup run test lint down bench demo seed
 
 setup:            ## Python deps, Kafka, PostgreSQL/PostGIS, migrations (idempotent)
 	scripts/bootstrap.sh
@@ -16,6 +16,9 @@ test: setup       ## the whole suite against real Kafka and PostGIS
 demo:             ## with `make run` going in another shell: demo data and a live delivery
 	.venv/bin/kilat seed-demo
 	.venv/bin/kilat demo
+
+seed:             ## with `make run` going: demo data and the apps' test logins (runner.test@kilat.my)
+	.venv/bin/kilat seed-demo
 
 bench:            ## benchmarks against the local Kafka/PostGIS (figures printed)
 	.venv/bin/python -m bench.gateway_bench
