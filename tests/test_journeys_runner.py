@@ -413,11 +413,45 @@ async def test_runner_journey(platform, new_client, client):
     assert set(body) == {"cashOutId", "etaMinutes"} and UUID.match(body["cashOutId"])
     assert body["etaMinutes"] == 1
 
-    # --- notifications, profile, offline, logout -----------------------------------------------
-    status, body = await runner.get("/api/v1/notifications?page=1&limit=20")
-    for n in page_of(status, body):
-        assert {"id", "title", "body", "is_read", "created_at"} <= set(n), n
-        assert is_time(n["created_at"]) and isinstance(n["channels_sent"], list)
+    # --- the events other services rely on (§4.2), keyed by the aggregate ------------------------
+    envelope = {"id", "source", "type", "time", "datacontenttype", "data"}
+    for topic, type_, keys, match in (
+        ("runner.events", "runner.online", {"runner_id", "latitude", "longitude", "occurred_at"},
+         {"runner_id": uid}),
+        ("runner.events", "runner.location_update",
+         {"runner_id", "latitude", "longitude", "speed_kmh", "heading_degrees", "timestamp",
+          "occurred_at"}, {"runner_id": uid}),
+        ("runner.events", "runner.assigned", {"runner_id", "booking_id", "occurred_at"},
+         {"runner_id": uid}),
+        ("booking.events", "booking.accepted",
+         {"booking_id", "booking_number", "runner_id", "owner_id", "occurred_at"},
+         {"booking_id": near["id"]}),
+        ("booking.events", "booking.delivery_confirmed",
+         {"booking_id", "booking_number", "runner_id", "owner_id", "delivered_at", "occurred_at"},
+         {"booking_id": near["id"]}),
+        ("payment.events", "payment.escrow_released",
+         {"payment_id", "booking_id", "runner_id", "runner_payout_cents", "platform_fee_cents",
+          "currency", "occurred_at"}, {"booking_id": near["id"]}),
+    ):
+        event = (await platform.wait_event(topic, type_, **match))[0]
+        assert envelope <= set(event) and event["source"].startswith("service-"), event
+        assert keys <= set(event["data"]), (type_, event["data"])
+        assert event["data"]["runner_id"] == uid, event
+        assert event["_key"] == (uid if topic == "runner.events" else near["id"]), event
+
+    # --- notifications: the runner is told about the payout ------------------------------------
+    async def payout_notice() -> Any:
+        s, b = await runner.get("/api/v1/notifications?page=1&limit=20")
+        found = [n for n in page_of(s, b) if n["event_type"] == "payment.escrow_released"]
+        return found or None
+    notices = await wait_until(payout_notice, 30, 0.3, "runner payout notification")
+    n = notices[0]
+    assert {"id", "user_id", "booking_id", "event_type", "title", "body", "status", "is_read",
+            "channels_sent", "channels_failed", "created_at"} <= set(n), n
+    assert n["user_id"] == uid and n["booking_id"] == near["id"] and n["is_read"] is False
+    assert is_time(n["created_at"]) and isinstance(n["channels_sent"], list)
+    status, body = await runner.put(f"/api/v1/notifications/{n['id']}/read")
+    assert data_of(status, body) == {"message": "notification marked as read"}
     status, body = await runner.put("/api/v1/auth/profile", {"full_name": "Farid B."})
     assert data_of(status, body)["full_name"] == "Farid B."
     status, body = await runner.post("/api/v1/runners/me/offline")
