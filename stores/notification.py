@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from core.db import Connection, Row
@@ -54,6 +54,18 @@ async def list_for_user(conn: Connection, user_id: str, limit: int, offset: int)
     total = await conn.scalar(select(func.count()).select_from(notifications)
                               .where(notifications.c.user_id == user_id))
     return rows, int(total or 0)
+
+
+async def list_page_after(conn: Connection, user_id: str, limit: int,
+                          after: tuple[datetime, str] | None) -> list[Row]:
+    """Up to `limit` notifications, newest first, strictly after the keyset `after`
+    (created_at, id) of the previous page's last item."""
+    cols = [notifications.c[name] for name in (*DTO_COLUMNS, "read_at")]
+    stmt = select(*cols).where(notifications.c.user_id == user_id)
+    if after is not None:
+        stmt = stmt.where(tuple_(notifications.c.created_at, notifications.c.id) < after)
+    return await conn.fetch_all(
+        stmt.order_by(notifications.c.created_at.desc(), notifications.c.id.desc()).limit(limit))
 
 
 async def get_notification(conn: Connection, notification_id: str) -> Row | None:

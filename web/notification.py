@@ -8,7 +8,11 @@ a timezone, and the DTO carries `updated_at` and `type`.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
+import uuid
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +24,8 @@ from web.http import (
     Body,
     authenticate,
     bad_request,
+    format_time,
+    json_response,
     message,
     not_found,
     ok,
@@ -148,9 +154,57 @@ async def register_fcm_token(request: web.Request) -> web.Response:
 
 # ---------------------------------------------------------------- notifications
 
+CURSOR_LIMIT, CURSOR_MAX_LIMIT = 20, 50
+
+
+def encode_cursor(row: Row) -> str:
+    raw = json.dumps({"c": format_time(row["created_at"]), "i": str(row["id"])},
+                     separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> tuple[datetime, str]:
+    """The keyset a cursor carries; 400 `invalid cursor` for anything else."""
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        created = datetime.fromisoformat(raw["c"].replace("Z", "+00:00"))
+        return created, str(uuid.UUID(raw["i"]))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise bad_request("invalid cursor") from None
+
+
+def cursor_item(row: Row) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": row["id"], "type": row["event_type"], "title": row["title"],
+                            "body": row["body"], "createdAt": row["created_at"]}
+    if row.get("read_at") is not None:
+        item["readAt"] = row["read_at"]
+    return item
+
+
+async def list_by_cursor(request: web.Request, user_id: str) -> web.Response:
+    """The later cursor list the iOS app reads: un-enveloped `{items, nextCursor}`."""
+    cursor = request.query.get("cursor", "").strip()
+    after = decode_cursor(cursor) if cursor else None
+    try:
+        limit = int(request.query.get("limit", CURSOR_LIMIT))
+    except ValueError:
+        limit = CURSOR_LIMIT
+    limit = CURSOR_LIMIT if limit < 1 else min(limit, CURSOR_MAX_LIMIT)
+    async with db.connect() as conn:
+        rows = await store.list_page_after(conn, user_id, limit + 1, after)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return json_response({"items": [cursor_item(r) for r in rows],
+                          "nextCursor": encode_cursor(rows[-1]) if more else ""})
+
+
 @routes.get("/api/v1/notifications")
 async def list_notifications(request: web.Request) -> web.Response:
+    """Paginated envelope (`page`, `limit`); with a `cursor` parameter (even empty) the later
+    cursor form instead."""
     user = authenticate(request)
+    if "cursor" in request.query:
+        return await list_by_cursor(request, user.user_id)
     page, limit = page_params(request, default_limit=20, max_limit=100, over_max=20)
     async with db.connect() as conn:
         rows, total = await store.list_for_user(conn, user.user_id, limit, (page - 1) * limit)
