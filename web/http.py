@@ -230,9 +230,40 @@ async def read_json(request: web.Request, *, required: bool = True) -> Any:
             raise bad_request("invalid request body")
         return {}
     try:
-        return json.loads(raw)
-    except ValueError:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise bad_request("invalid request body") from None
+    if not _storable(data):
+        # PostgreSQL text cannot hold NUL or a lone surrogate (the driver raises), and bcrypt
+        # refuses NUL: no domain can accept them, so they are a bad request wherever they are.
+        raise bad_request("invalid request body: strings must be UTF-8 without NUL characters")
+    return data
+
+
+def _storable(value: Any) -> bool:
+    """Whether every string (key or value) of a parsed JSON document is UTF-8 without NUL
+    (`\\ud800` parses to a lone surrogate). Iterative: the document may be nested as deeply
+    as the parser allows."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item or not item.isascii() and not _utf8(item):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def parse_body(request: web.Request, model: type[M], *, required: bool = True) -> M:

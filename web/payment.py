@@ -298,13 +298,17 @@ async def admin_payment_stats(request: web.Request) -> web.Response:
 
 # ================================================================== promos
 
+# The promo columns are BIGINT: a larger number is a 400, not a database error.
+MAX_BIGINT = 2**63 - 1
+
+
 class CreatePromoRequest(Body):
     code: str = Field(min_length=1, max_length=50)
     discount_type: str = Field(min_length=1)
-    discount_value: int = Field(gt=0)
-    min_amount_cents: int = Field(0, ge=0)
-    max_discount_cents: int = Field(0, ge=0)
-    max_uses: int = Field(0, ge=0)
+    discount_value: int = Field(gt=0, le=MAX_BIGINT)
+    min_amount_cents: int = Field(0, ge=0, le=MAX_BIGINT)
+    max_discount_cents: int = Field(0, ge=0, le=MAX_BIGINT)
+    max_uses: int = Field(0, ge=0, le=MAX_BIGINT)
     valid_from: str = Field(min_length=1)
     valid_until: str = Field(min_length=1)
 

@@ -42,6 +42,11 @@ SECURITY_HEADERS = {
 }
 
 
+def _nul_in_url(request: web.Request) -> bool:
+    return "\x00" in request.path or any(
+        "\x00" in k or "\x00" in v for k, v in request.query.items())
+
+
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, security headers, metrics, and the error → envelope mapping."""
@@ -49,6 +54,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     request["request_id"] = request_id
     started = time.perf_counter()
     try:
+        if _nul_in_url(request):
+            # Path parameters and query values reach SQL, and PostgreSQL text cannot hold NUL.
+            raise ApiError(400, "invalid request: NUL character in URL")
         response = await handler(request)
     except ApiError as exc:
         response = exc.response()
