@@ -211,7 +211,8 @@ def valid_timezone(name: str) -> bool:
         return False
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a tzdata directory ("Asia") or a name longer than a file name.
         return False
     return True
 
