@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,6 +255,63 @@ async def test_live_trip_across_two_workers(fresh_platform: Platform, http) -> N
     assert len(updated) == len(full)
     assert all(e["_key"] == booking_id for e in updated)
     await close_all(listeners)
+
+
+async def fixes_accepted(http: aiohttp.ClientSession, worker) -> float:
+    """Fixes the tracking agent of `worker` counted (its metrics)."""
+    async with http.get(worker.url + "/metrics") as resp:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in (await resp.text()).splitlines()
+                   if line.startswith("kilat_events_processed_total{")
+                   and 'consumer="tracking-trips"' in line and 'outcome="accepted"' in line)
+
+
+async def test_trip_survives_losing_its_worker(fresh_platform: Platform, http) -> None:
+    """Stop the worker that owns the trip in the middle of the trace: the other worker takes
+    the partition over (table from its changelog, unacked fixes redelivered) and the trip ends
+    with every waypoint once, the right distance and every frame once, in order."""
+    p = fresh_platform
+    workers = [p.start_worker("w1"), p.start_worker("w2")]
+    for w in workers:
+        await p.wait_ready(w)
+    owner, runner = user("owner"), user("runner")
+    booking_id = insert_booking(p, owner, runner)
+    await accept(p, booking_id, owner, runner)
+    listeners = [await listen(http, ws_url(w.url, booking_id, owner.token)) for w in workers]
+
+    await p.produce_many("runner.events", [(runner.id, fix(runner, pt)) for pt in TRACE[:20]])
+    await wait_until(lambda: _all(len(lst.of("location_update")) == 20 for lst in listeners),
+                     30, what="the trip under way")
+    counts = [await fixes_accepted(http, w) for w in workers]
+    owner_idx = 0 if counts[0] > counts[1] else 1
+    assert counts[owner_idx] == 20 and counts[1 - owner_idx] == 0
+
+    async def drive() -> None:  # the rest of the trip at 20 fixes/s, like a live device
+        for pt in TRACE[20:]:
+            await p.produce("runner.events", runner.id, fix(runner, pt))
+            await asyncio.sleep(0.05)
+    driving = asyncio.create_task(drive())
+    started = time.monotonic()
+    await asyncio.to_thread(p.stop, workers[owner_idx])
+    stopping_s = time.monotonic() - started
+    await driving
+    survivor, client = workers[1 - owner_idx], listeners[1 - owner_idx]
+
+    await wait_until(lambda: _eq(waypoint_count(p, booking_id), len(TRACE)), 90,
+                     what="every waypoint after the failover")
+    await wait_until(lambda: _eq(len(client.of("location_update")), len(TRACE)), 30,
+                     what="every frame on the surviving worker")
+    assert [f["data"]["timestamp"] for f in client.of("location_update")] == [
+        pt["timestamp"] for pt in TRACE]
+    await p.produce("booking.events", booking_id, new_event(
+        "service-booking", "booking.delivery_confirmed", {
+            "booking_id": booking_id, "runner_id": runner.id, "owner_id": owner.id}).to_json())
+    done = await p.wait_event("tracking.events", "tracking.completed", 60,
+                              booking_id=booking_id)
+    expected = round(path_length_km((pt["latitude"], pt["longitude"]) for pt in TRACE), 3)
+    assert done[0]["data"]["total_distance_km"] == expected
+    assert await fixes_accepted(http, survivor) > 0
+    assert stopping_s < 30
+    await close_all([client])
 
 
 async def _eq(a: Any, b: Any) -> bool:

@@ -14,7 +14,7 @@ import json
 import logging
 import secrets
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -346,10 +346,12 @@ class LiveFeed(Service):
     periodically; a partition found later is read from the time this worker started."""
 
     refresh_every_s = 5.0
+    remember = 20_000  # recent event ids: a re-published update is not framed twice
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.consumer: AIOKafkaConsumer | None = None
+        self.seen: OrderedDict[str, None] = OrderedDict()
         self.started_ms = 0
         self.topics = (topic_name(ev.TRACKING_EVENTS), topic_name(ev.CHAT_EVENTS))
 
@@ -362,6 +364,14 @@ class LiveFeed(Service):
         await self.consumer.start()
 
     async def on_stop(self) -> None:
+        # Open WebSockets would hold the web server's shutdown; clients reconnect elsewhere.
+        subs = [sub for room in rooms.values() for sub in room]
+        for sub in subs:
+            leave(sub)
+            if sub.writer is not None:
+                sub.writer.cancel()
+        await asyncio.gather(*(sub.ws.close(code=1001, message=b"worker stopping")
+                               for sub in subs), return_exceptions=True)
         if self.consumer is not None:
             await self.consumer.stop()
 
@@ -408,14 +418,21 @@ class LiveFeed(Service):
                 log.exception("live feed failed; retrying")
                 await self.sleep(1.0)
 
-    @staticmethod
-    def dispatch(raw: bytes | None) -> None:
+    def dispatch(self, raw: bytes | None) -> None:
         try:
             event = json.loads(raw or b"")
         except ValueError:
             return
-        if isinstance(event, dict) and (found := frame_for(event)) is not None:
-            broadcast(*found)
+        if not isinstance(event, dict) or (found := frame_for(event)) is None:
+            return
+        # After a worker failover the new owner may publish an update again (same id).
+        event_id = str(event.get("id", ""))
+        if event_id in self.seen:
+            return
+        self.seen[event_id] = None
+        if len(self.seen) > self.remember:
+            self.seen.popitem(last=False)
+        broadcast(*found)
 
 
 # ---------------------------------------------------------------- WebSocket
