@@ -60,13 +60,19 @@ class Fix:
     heading_degrees: float = 0.0
 
 
-def check_fix(fix: Fix) -> None:
-    """Coordinates in range, speed not negative, heading a compass bearing."""
+def check_fix(fix: Fix) -> Fix:
+    """Coordinates in range and finite numbers, else RuleViolation; returns the fix with a
+    negative speed as 0 and a heading outside 0–360 as 0 (the original's waypoint rule).
+    Devices send -1 for "unknown" (iOS CoreLocation's speed and course), so those fixes are
+    kept rather than refused."""
     check_coordinates(fix.latitude, fix.longitude)
-    if not math.isfinite(fix.speed_kmh) or fix.speed_kmh < 0:
+    if not math.isfinite(fix.speed_kmh):
         raise RuleViolation("invalid speed_kmh")
-    if not math.isfinite(fix.heading_degrees) or not 0.0 <= fix.heading_degrees <= 360.0:
+    if not math.isfinite(fix.heading_degrees):
         raise RuleViolation("invalid heading_degrees")
+    speed = max(fix.speed_kmh, 0.0)
+    heading = fix.heading_degrees if 0.0 <= fix.heading_degrees <= 360.0 else 0.0
+    return Fix(fix.latitude, fix.longitude, speed, heading)
 
 
 def check_can_update_location(session_status: str) -> None:

@@ -302,8 +302,14 @@ async def test_runner_journey(platform, new_client, client):
             "heading_degrees": 45})
         assert data_of(status, body) == {"message": "location updated"}
 
+        # app-runner-ios passes CoreLocation's -1 ("unknown") speed and course through
+        status, body = await runner.post("/api/v1/runners/me/location", {
+            "latitude": 3.1470, "longitude": 101.6970, "speed_kmh": -1,
+            "heading_degrees": -1})
+        assert data_of(status, body) == {"message": "location updated"}
+
         frames: list[dict] = []
-        while len([f for f in frames if f.get("type") == "location_update"]) < 4:
+        while len([f for f in frames if f.get("type") == "location_update"]) < 5:
             msg = await asyncio.wait_for(ws.receive(), 30)
             assert msg.type == aiohttp.WSMsgType.TEXT, msg
             frames += [json.loads(line) for line in msg.data.split("\n") if line.strip()]
@@ -312,7 +318,8 @@ async def test_runner_journey(platform, new_client, client):
                                    "speed_kmh", "heading_degrees", "timestamp"}, updates[0]
         assert updates[0]["runner_id"] == uid and updates[0]["booking_id"] == near["id"]
         assert is_time(updates[0]["timestamp"])
-        assert updates[-1]["speed_kmh"] == 32.5 and updates[-1]["heading_degrees"] == 45
+        assert updates[3]["speed_kmh"] == 32.5 and updates[3]["heading_degrees"] == 45
+        assert updates[4]["speed_kmh"] == 0 and updates[4]["heading_degrees"] == 0
 
         # chat from the runner reaches the room (flat frame)
         status, body = await runner.post(f"/api/v1/chat/{near['id']}/messages",
@@ -333,7 +340,7 @@ async def test_runner_journey(platform, new_client, client):
 
     async def waypoints() -> Any:
         s, b = await runner.get(f"/api/v1/bookings/{near['id']}/tracking")
-        return b["data"] if s == 200 and len(b["data"]["waypoints"]) >= 4 else None
+        return b["data"] if s == 200 and len(b["data"]["waypoints"]) >= 5 else None
     track = await wait_until(waypoints, 30, 0.2, "waypoints stored")
     wp = track["waypoints"][0]
     assert set(wp) == {"id", "latitude", "longitude", "speed_kmh", "heading_degrees",

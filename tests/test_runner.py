@@ -253,11 +253,17 @@ async def test_location_update_reaches_postgis_through_gps_agent(platform, http,
     assert event["data"]["timestamp"] == event["data"]["occurred_at"]
 
     for payload, error in [({**fix, "latitude": -90.5}, "invalid latitude"),
-                           ({**fix, "longitude": 180.01}, "invalid longitude"),
-                           ({**fix, "speed_kmh": -1}, "invalid speed_kmh"),
-                           ({**fix, "heading_degrees": 361}, "invalid heading_degrees")]:
+                           ({**fix, "longitude": 180.01}, "invalid longitude")]:
         status, body = await c.post("/api/v1/runners/me/location", payload)
         assert (status, body) == (400, {"success": False, "error": error}), payload
+
+    # A device's "unknown" speed/course (-1 on iOS) is kept as 0, like the original's waypoints.
+    status, body = await c.post("/api/v1/runners/me/location",
+                                {**fix, "latitude": 3.16, "speed_kmh": -1, "heading_degrees": -1})
+    assert (status, body) == (200, {"success": True, "data": {"message": "location updated"}})
+    [event] = await platform.events_of("runner.events", "runner.location_update", runner_id=uid,
+                                       latitude=3.16)
+    assert (event["data"]["speed_kmh"], event["data"]["heading_degrees"]) == (0, 0)
 
     assert (await c.post("/api/v1/runners/me/offline"))[0] == 200
     status, body = await c.post("/api/v1/runners/me/location", fix)

@@ -298,7 +298,7 @@ async def update_location(request: web.Request) -> web.Response:
     body = await parse_body(request, LocationRequest)
     fix = rules.Fix(body.latitude, body.longitude, body.speed_kmh, body.heading_degrees)
     try:
-        rules.check_fix(fix)
+        fix = rules.check_fix(fix)
     except rules.RuleViolation as exc:
         raise bad_request(str(exc)) from None
     async with db.connect() as conn:
