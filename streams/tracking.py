@@ -187,17 +187,23 @@ async def handle_fix(msg, event: CloudEvent) -> None:
         return
     assert trip is not None
     recorded_at = datetime.fromtimestamp(fix.timestamp, UTC)
-    if outcome is rules.FixOutcome.ACCEPTED:
-        store_trip(rules.advance(trip, fix.latitude, fix.longitude, fix.timestamp))
-        update = new_event(SOURCE, "tracking.updated", {
-            "track_id": trip["track_id"], "booking_id": booking_id, "runner_id": fix.runner_id,
-            "latitude": fix.latitude, "longitude": fix.longitude, "speed_kmh": fix.speed_kmh,
-            "heading_degrees": fix.heading_degrees, "timestamp": format_time(recorded_at),
-        }, event_id=rules.update_event_id(booking_id, fix.timestamp))
+    waypoint = store.waypoint_row(trip["track_id"], fix.latitude, fix.longitude, fix.speed_kmh,
+                                  fix.heading_degrees, recorded_at)
+    if outcome is rules.FixOutcome.REPLAYED:
+        await waypoint_sink.add([waypoint], msg)
+        return
+    store_trip(rules.advance(trip, fix.latitude, fix.longitude, fix.timestamp))
+    # The point is queued before publishing: a failed publish loses a live frame, not the point.
+    await waypoint_sink.add([waypoint], msg)
+    update = new_event(SOURCE, "tracking.updated", {
+        "track_id": trip["track_id"], "booking_id": booking_id, "runner_id": fix.runner_id,
+        "latitude": fix.latitude, "longitude": fix.longitude, "speed_kmh": fix.speed_kmh,
+        "heading_degrees": fix.heading_degrees, "timestamp": format_time(recorded_at),
+    }, event_id=rules.update_event_id(booking_id, fix.timestamp))
+    try:
         await tracking_events.send(key=booking_id.encode(), value=update.to_json())
-    await waypoint_sink.add([store.waypoint_row(
-        trip["track_id"], fix.latitude, fix.longitude, fix.speed_kmh, fix.heading_degrees,
-        recorded_at)], msg)
+    except Exception:  # the point is counted and queued; only its live frame is lost
+        log.exception("%s: could not publish tracking.updated for %s", CONSUMER, booking_id)
 
 
 # ---------------------------------------------------------------- the agent
