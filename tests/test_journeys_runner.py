@@ -587,7 +587,8 @@ async def test_shop_journey(new_client):
 
     status, body = await shop.delete(f"/api/v1/petshops/{created['id']}")
     assert data_of(status, body) == {"message": "pet shop deleted"}
-    error_of(*await shop.get(f"/api/v1/petshops/{created['id']}"), 404, "PetShop not found")
+    assert await shop.get(f"/api/v1/petshops/{created['id']}") == (
+        404, {"success": False, "error": "not found"})
     error_of(*await shop.put(f"/api/v1/petshops/{created['id']}", seller_body), 404,
              "PetShop not found")
     status, body = await shop.get("/api/v1/petshops/mine")

@@ -400,8 +400,8 @@ async def get_shop(request: web.Request) -> web.Response:
     shop_id = _shop_id(request)
     async with db.connect() as conn:
         row = await store.get_shop(conn, shop_id)
-    if row is None:
-        raise not_found("PetShop", shop_id)
+    if row is None:  # the original's sentinel error here, unlike PUT/DELETE's domain error
+        raise ApiError(404, "not found")
     return ok(shop_dto(row))
 
 
