@@ -9,8 +9,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-# What runners drive. The contract intended `car|van|motorcycle`; the runner application form
-# (identity) offers `motorbike|car|bicycle`, so both spellings of two-wheelers are accepted.
+# What runners usually drive: the contract intended `car|van|motorcycle`, the runner application
+# form (identity) offers `motorbike|car|bicycle`. Not enforced on profiles (free text, as in the
+# original, so no app's own naming is refused).
 VEHICLE_TYPES = ("car", "van", "motorcycle", "motorbike", "bicycle")
 # Crate sizes, as a booking's crate requirement names them (reference §3.3).
 CRATE_SIZES = ("small", "medium", "large", "xlarge")

@@ -82,7 +82,8 @@ async def test_register_runner_without_account_falls_back_to_email(platform, htt
 async def test_register_runner_with_explicit_name_and_validation(platform, http, new_client) -> None:
     c = await new_client("runner")
     for patch, field, tag in [
-        ({"vehicle_type": "rocket"}, "vehicle_type", "oneof"),
+        ({"vehicle_type": ""}, "vehicle_type", "required"),
+        ({"vehicle_type": "X" * 21}, "vehicle_type", "max"),
         ({"vehicle_plate": ""}, "vehicle_plate", "required"),
         ({"vehicle_model": None}, "vehicle_model", "string_type"),
         ({"vehicle_year": 0}, "vehicle_year", "required"),
@@ -151,8 +152,11 @@ async def test_update_profile_is_partial(platform, http, new_client) -> None:
     rows = platform.sql("SELECT vehicle_year, version FROM runners WHERE user_id = %s",
                         (c.user["id"],))
     assert rows == [{"vehicle_year": 2024, "version": 2}]
-    status, body = await c.put("/api/v1/runners/me", {"vehicle_type": "boat"})
-    assert (status, body) == (400, validation("vehicle_type", "oneof", "UpdateRunnerRequest"))
+    # vehicle_type is free text, as in the original
+    status, body = await c.put("/api/v1/runners/me", {"vehicle_type": "scooter"})
+    assert status == 200 and body["data"]["vehicle_type"] == "scooter", body
+    status, body = await c.put("/api/v1/runners/me", {"vehicle_type": "X" * 21})
+    assert (status, body) == (400, validation("vehicle_type", "max", "UpdateRunnerRequest"))
     status, body = await c.put("/api/v1/runners/me", {})
     assert status == 200 and body["data"]["vehicle_model"] == "Proton X50"
 
