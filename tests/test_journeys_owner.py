@@ -297,7 +297,9 @@ async def test_web_landing_owner_journey(platform: Platform, http, new_client) -
     assert status == 200, body
     assert body["data"]["status"] == "accepted" and body["data"]["runner_id"] == runner.user["id"]
     await wait_until(lambda: _has_track(owner, bid), 60, what="track created")
-    async with http.ws_connect(ws_url(platform.base_url, bid, owner.token)) as ws:
+    # The browser sends its page origin on the upgrade; any origin is accepted.
+    async with http.ws_connect(ws_url(platform.base_url, bid, owner.token),
+                               origin="http://localhost:3000") as ws:
         async def send_fix():
             point = (pickup[0] + 0.001, pickup[1] + 0.001)
             status, body = await runner.post("/api/v1/runners/me/location",
@@ -329,10 +331,17 @@ async def test_web_landing_owner_journey(platform: Platform, http, new_client) -
                          "sender_id": owner_id, "sender_role": "owner", "message_type": "text",
                          "content": "hi", "created_at": msg["created_at"]}
 
-    # Tracking read model and route.
-    status, body = await owner.get(f"/api/v1/tracking/{bid}")
-    assert status == 200, body
-    track = body["data"]
+    # Tracking read model (the fix is stored as a waypoint) and route.
+    async def stored():
+        s, b = await owner.get(f"/api/v1/tracking/{bid}")
+        return b["data"] if s == 200 and b["data"]["waypoints"] else None
+
+    track = await wait_until(stored, 30, what="waypoint stored")
+    (wp,) = track["waypoints"]
+    assert set(wp) == {"id", "latitude", "longitude", "speed_kmh", "heading_degrees",
+                       "recorded_at"}
+    assert wp["speed_kmh"] == 30 and wp["heading_degrees"] == 90 and is_time(wp["recorded_at"])
+    assert is_num(track["total_distance_km"]) and track["runner_id"] == runner.user["id"]
     for key in ("id", "booking_id", "runner_id", "status", "total_distance_km", "started_at",
                 "waypoints"):
         assert key in track, key
@@ -343,7 +352,9 @@ async def test_web_landing_owner_journey(platform: Platform, http, new_client) -
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("application/geo+json")
         geo = json.loads(await resp.text())
-        assert geo["type"] == "LineString" and isinstance(geo["coordinates"], list)
+        assert geo["type"] == "LineString"
+        assert [[round(c, 5) for c in pt] for pt in geo["coordinates"]] == [
+            [round(wp["longitude"], 5), round(wp["latitude"], 5)]]
 
     # Chat history (paginated, default limit 50).
     status, body = await owner.get(f"/api/v1/chat/{bid}/messages")
@@ -826,3 +837,81 @@ async def test_ios_cursor_notifications(platform: Platform, new_client) -> None:
     assert (status, body) == (400, {"success": False, "error": "invalid cursor"})
     status, body = await owner.get("/api/v1/notifications?cursor=&limit=500")
     assert status == 200 and len(body["items"]) == 3 and body["nextCursor"] == ""
+
+
+async def test_owner_confirms_unpaid_delivery_and_other_edges(platform: Platform, http,
+                                                              new_client) -> None:
+    email = f"edge-{uuid.uuid4().hex[:10]}@kilat.test"
+    owner = await new_client("owner", email=email)
+    anon = Client(http, platform.base_url)
+    # Sign-up texts.
+    status, body = await anon.post("/api/v1/auth/register", {
+        "email": email, "password": "Secret123!", "full_name": "Dup", "role": "owner"})
+    assert (status, body) == (409, {"success": False,
+                                    "error": f"User with email '{email}' already exists",
+                                    "detail": ""}), body
+    status, body = await anon.post("/api/v1/auth/register", {
+        "email": f"adm-{uuid.uuid4().hex[:8]}@kilat.test", "password": "Secret123!",
+        "full_name": "Adm", "role": "admin"})
+    assert 400 <= status < 500 and body["success"] is False, body
+
+    # Without a payment the booking waits in `delivered` for the owner's confirm.
+    pickup = spot()
+    status, body = await owner.post("/api/v1/bookings", web_landing_booking(pickup))
+    bid, path = body["data"]["id"], f"/api/v1/bookings/{body['data']['id']}"
+    runner = await online_runner(new_client, pickup)
+    for step in ("accept", "pickup", "deliver"):
+        status, body = await runner.post(f"{path}/{step}")
+        assert status == 200, body
+    assert body["data"]["status"] == "delivered" and is_time(body["data"]["delivered_at"])
+    assert is_time(body["data"]["picked_up_at"])
+    status, body = await owner.post(f"{path}/cancel")
+    assert (status, body["error"]) == (
+        422, "cannot transition from 'delivered' to 'cancelled'"), body
+    status, body = await owner.post(f"{path}/confirm")
+    assert status == 200, body
+    check_booking(body["data"])
+    assert body["data"]["status"] == "completed"
+    assert body["data"]["final_price_cents"] == body["data"]["estimated_price_cents"]
+
+    # Chat: a bad message type is a 400, not the original's 500 (DESIGN 4).
+    status, body = await owner.post(f"/api/v1/chat/{bid}/messages",
+                                    {"message_type": "video", "content": "x"})
+    assert status == 400 and body["success"] is False, body
+    status, body = await owner.post(f"/api/v1/chat/{bid}/messages",
+                                    {"message_type": "quick_reply", "content": "On my way"})
+    assert status == 201, body
+
+    # Cancel with no body at all (the body is optional).
+    status, body = await owner.post("/api/v1/bookings", web_landing_booking(spot()))
+    async with http.post(f"{platform.base_url}/api/v1/bookings/{body['data']['id']}/cancel",
+                         headers={"Authorization": f"Bearer {owner.token}"}) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["data"]["status"] == "cancelled"
+
+    # Expired share link.
+    status, body = await owner.post(f"/api/v1/tracking/{bid}/share")
+    assert status == 201, body
+    platform.sql("UPDATE shared_trips SET expires_at = now() - interval '1 minute' "
+                 "WHERE share_token = %s", (body["data"]["share_token"],))
+    assert await anon.get(body["data"]["share_url"]) == (
+        404, {"error": "share link has expired", "success": False})
+
+    # Subscriptions: none → 404; a second active one → 4xx.
+    status, body = await owner.get("/api/v1/subscriptions/me")
+    assert status == 404 and body["success"] is False, body
+    assert (await owner.post("/api/v1/subscriptions", {"plan": "premium"}))[0] == 201
+    status, body = await owner.post("/api/v1/subscriptions", {"plan": "basic"})
+    assert 400 <= status < 500 and body["success"] is False, body
+    status, body = await owner.post("/api/v1/subscriptions", {"plan": "gold"})
+    assert 400 <= status < 500 and body["success"] is False, body
+
+    # Notifications of someone else are not found.
+    async def one():
+        s, b = await owner.get("/api/v1/notifications")
+        return b["data"] if b["data"] else None
+
+    nid = (await wait_until(one, 60, what="notification"))[0]["id"]
+    other = await new_client("owner")
+    status, body = await other.put(f"/api/v1/notifications/{nid}/read")
+    assert status == 404 and body["success"] is False
