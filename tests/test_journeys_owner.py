@@ -515,6 +515,12 @@ async def test_app_mobile_owner_journey(platform: Platform, http, new_client) ->
     assert status == 200 and runner.user["id"] in [r["user_id"] for r in body["data"]]
     assert await owner.get("/api/v1/runners/nearby?latitude=abc&longitude=1") == (
         400, {"success": False, "error": "invalid latitude"})
+    assert await owner.get("/api/v1/runners/nearby?longitude=1") == (
+        400, {"success": False, "error": "invalid latitude"})
+    assert await owner.get("/api/v1/runners/nearby?latitude=3&longitude=x") == (
+        400, {"success": False, "error": "invalid longitude"})
+    assert await owner.get("/api/v1/runners/nearby?latitude=3&longitude=101&radius_km=x") == (
+        400, {"success": False, "error": "invalid radius"})
 
     # Tracking once accepted.
     assert (await runner.post(f"{path}/accept"))[0] == 200
