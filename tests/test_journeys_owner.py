@@ -9,13 +9,15 @@ import asyncio
 import json
 import random
 import re
+import time
 import uuid
 from typing import Any
 
 import aiohttp
+import jwt
 
 from tests.conftest import Client
-from tests.platform import Platform, wait_until
+from tests.platform import JWT_SECRET, Platform, wait_until
 from tests.test_identity import reset_token_from_log
 
 RFC3339_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
@@ -371,6 +373,9 @@ async def test_web_landing_owner_journey(platform: Platform, http, new_client) -
     status, body = await Client(http, platform.base_url).get(share["share_url"])
     assert status == 200, body
     assert set(body["data"]) == {"booking_id", "status", "waypoints", "expires_at"}
+    assert body["data"]["status"] == "active" and is_time(body["data"]["expires_at"])
+    assert body["data"]["waypoints"] == [{k: wp[k] for k in (
+        "latitude", "longitude", "speed_kmh", "heading_degrees", "recorded_at")}]
     assert await Client(http, platform.base_url).get("/api/v1/tracking/shared/" + "0" * 32) == (
         404, {"error": "share link not found", "success": False})
 
@@ -673,14 +678,21 @@ async def test_ios_owner_journey(platform: Platform, http, new_client) -> None:
     assert status == 200, body
     owner.token, owner.refresh_token = body["data"]["access_token"], body["data"]["refresh_token"]
 
-    # The refresh-on-401 flow: a rejected token → POST /auth/refresh → retry.
-    status, _ = await owner.get("/api/v1/auth/profile", token="expired.or.bad")
-    assert status == 401
+    # The refresh-on-401 flow: an expired access token → POST /auth/refresh → retry.
+    now = int(time.time())
+    expired = jwt.encode({"jti": str(uuid.uuid4()), "sub": owner.user["id"], "iat": now - 1000,
+                          "exp": now - 100, "iss": "kilat-pet-runner",
+                          "user_id": owner.user["id"], "email": email, "role": "owner",
+                          "token_type": "access"}, JWT_SECRET, algorithm="HS256")
+    assert await owner.get("/api/v1/auth/profile", token=expired) == (
+        401, {"error": "invalid or expired token"})
     status, body = await anon.post("/api/v1/auth/refresh", {"refresh_token": owner.refresh_token})
     assert status == 200, body
     old_refresh = owner.refresh_token
     owner.token, owner.refresh_token = body["data"]["access_token"], body["data"]["refresh_token"]
     assert owner.refresh_token != old_refresh
+    assert set(body["data"]) == {"access_token", "refresh_token", "user"}
+    assert body["data"]["user"]["email"] == email
     status, body = await owner.get("/api/v1/auth/profile")
     assert status == 200 and body["data"]["email"] == email
     # Rotation revokes the old refresh token (DESIGN 5).
