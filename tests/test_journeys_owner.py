@@ -792,6 +792,8 @@ async def test_owner_error_paths_and_limits(platform: Platform, http, new_client
     status, resp = await owner.get("/api/v1/bookings?page=3&limit=1")
     assert resp["data"] == [] and resp["pagination"] == {"total": 2, "page": 3, "limit": 1,
                                                          "total_pages": 2}
+    status, resp = await owner.get("/api/v1/bookings?page=abc&limit=xyz")
+    assert status == 200 and (resp["pagination"]["page"], resp["pagination"]["limit"]) == (1, 20)
     status, resp = await owner.get("/api/v1/notifications?limit=500")
     assert status == 200 and resp["pagination"]["limit"] == 20
     # Tracking before any runner: 404 with the contract's texts; empty route.
