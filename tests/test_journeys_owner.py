@@ -396,6 +396,9 @@ async def test_web_landing_owner_journey(platform: Platform, http, new_client) -
         "detail": ""})
     status, body = await owner.get(f"/api/v1/payments/booking/{bid}")
     assert body["data"]["escrow_status"] == "released"
+    # Paid before any runner accepted: the payout still goes to the runner who delivered.
+    assert body["data"]["runner_id"] == runner.user["id"]
+    assert is_time(body["data"]["escrow_released_at"])
 
     # Notifications page: list and mark read.
     async def some_notifications():
