@@ -22,7 +22,7 @@ from core.sink import BatchingSink
 from kilat import app, runner_events, trip_fixes
 from models.events import MalformedEvent, decode_event, new_event
 from models.runner import RunnerPosition, is_newer, parse_fix, runner_locations
-from tables.runners import position_of, runner_bookings, store_position
+from tables.runners import already_handled, position_of, runner_bookings, store_position
 from web.metrics import EVENTS_PROCESSED
 
 log = logging.getLogger(__name__)
@@ -94,10 +94,17 @@ async def handle(event) -> None:
         except ValueError as exc:
             raise MalformedEvent(f"runner.location_update: {exc}") from exc
         if not is_newer(fix, position_of(fix.runner_id)):
-            EVENTS_PROCESSED.labels(CONSUMER, ev.type, "stale").inc()
+            if already_handled(fix.runner_id, event.message.offset):
+                # A redelivery (after a crash or a rebalance) of a fix accepted before: its
+                # position reached the changelog but its forward may not have reached the
+                # trip topic. Forward it again; the trip stage treats it as a replay.
+                await forward_to_trips(fix)
+                EVENTS_PROCESSED.labels(CONSUMER, ev.type, "replayed").inc()
+            else:
+                EVENTS_PROCESSED.labels(CONSUMER, ev.type, "stale").inc()
             event.ack()
             return
-        store_position(fix)
+        store_position(fix, event.message.offset)
         await forward_to_trips(fix)
         await location_sink.add([fix], event)
         EVENTS_PROCESSED.labels(CONSUMER, ev.type, "ok").inc()

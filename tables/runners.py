@@ -21,10 +21,24 @@ runner_bookings = app.Table(
 )
 
 
+SOURCE_OFFSET = "source_offset"
+
+
 def position_of(runner_id: str) -> RunnerPosition | None:
     raw = runner_positions.get(runner_id)
-    return RunnerPosition.from_data(raw) if raw else None
+    if not raw:
+        return None
+    return RunnerPosition.from_data({k: v for k, v in raw.items() if k != SOURCE_OFFSET})
 
 
-def store_position(pos: RunnerPosition) -> None:
-    runner_positions[pos.runner_id] = pos.asdict()
+def store_position(pos: RunnerPosition, source_offset: int | None = None) -> None:
+    """Keep the fix, with the offset of the runner.events message it came from."""
+    runner_positions[pos.runner_id] = {**pos.asdict(), SOURCE_OFFSET: source_offset}
+
+
+def already_handled(runner_id: str, offset: int) -> bool:
+    """True if the message at `offset` (of the runner's partition) is at or before the last
+    accepted fix: it is being redelivered after a crash or a rebalance."""
+    raw = runner_positions.get(runner_id) or {}
+    last = raw.get(SOURCE_OFFSET)
+    return last is not None and offset <= last
