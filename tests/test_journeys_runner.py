@@ -21,6 +21,7 @@ from tests.platform import ROOT, VENV_BIN, wait_until
 TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 KL = (3.139, 101.6869)
+HERE = (4.2105, 103.4200)  # Kuantan: far from the other tests' bookings
 
 USER_KEYS = {"id", "email", "phone", "full_name", "role", "is_verified", "created_at"}
 RUNNER_KEYS = {"id", "user_id", "full_name", "phone", "vehicle_type", "vehicle_plate",
@@ -218,8 +219,9 @@ async def test_runner_journey(platform, new_client, client):
 
     # --- two owners book: one near the runner, one farther ----------------------------------
     owner = await new_client("owner")
-    far = await book(owner, (3.2000, 101.7500), "Far")
-    near = await book(owner, (3.1400, 101.6880), "Near")
+    # In a quiet corner of the map, so other tests' open jobs in central KL are farther away.
+    far = await book(owner, (HERE[0] + 0.061, HERE[1] + 0.063), "Far")
+    near = await book(owner, (HERE[0] + 0.001, HERE[1] + 0.001), "Near")
 
     # offline runner: the open jobs are listed (newest first), not nearest first
     status, body = await runner.get("/api/v1/bookings?status=requested&page=1&limit=50")
@@ -229,7 +231,7 @@ async def test_runner_journey(platform, new_client, client):
 
     # --- online, then nearest first -----------------------------------------------------------
     status, body = await runner.post("/api/v1/runners/me/online",
-                                     {"latitude": KL[0], "longitude": KL[1]})
+                                     {"latitude": HERE[0], "longitude": HERE[1]})
     assert data_of(status, body) == {"message": "runner is now online"}
     status, body = await runner.get("/api/v1/runners/me")
     assert data_of(status, body)["session_status"] == "active"
