@@ -40,6 +40,15 @@ class BatchingSink:
         if len(self._rows) >= self.max_rows:
             await self.flush()
 
+    async def ack_in_order(self, event: Any) -> None:
+        """Acknowledge an event that has no rows, but only after every event queued before it.
+
+        Agents that read with noack must ack through the sink only: Faust commits the highest
+        run of consecutive acked offsets and does not always notice a gap in front of it (none
+        at all before its first commit of a partition), so acking a later event while an
+        earlier one still waits for its rows could commit past the earlier one."""
+        await self.add([], event)
+
     def pending(self) -> int:
         return len(self._rows)
 
@@ -47,18 +56,25 @@ class BatchingSink:
         async with self._lock:
             rows, events = self._rows, self._events
             self._rows, self._events = [], []
-            if rows:
-                delay = 0.2
-                while True:
-                    try:
-                        async with db.transaction() as conn:
-                            await self.write(conn, rows)
-                        break
-                    except DatabaseUnavailable as exc:
-                        log.warning("sink %s: database unavailable (%s); retrying", self.name, exc)
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, 5.0)
-                self.flushed_rows += len(rows)
+            try:
+                if rows:
+                    delay = 0.2
+                    while True:
+                        try:
+                            async with db.transaction() as conn:
+                                await self.write(conn, rows)
+                            break
+                        except DatabaseUnavailable as exc:
+                            log.warning("sink %s: database unavailable (%s); retrying",
+                                        self.name, exc)
+                            await asyncio.sleep(delay)
+                            delay = min(delay * 2, 5.0)
+            except BaseException:
+                # Cancelled (worker stopping) or failed: put the batch back in front, so no
+                # later event is acked before these (Faust would commit past the gap).
+                self._rows[:0], self._events[:0] = rows, events
+                raise
+            self.flushed_rows += len(rows)
             for event in events:
                 event.ack()
             return len(rows)

@@ -76,13 +76,13 @@ async def runner_gps(stream):
             await dead_letter(str(exc), CONSUMER, event.value, key=event.key,
                               topic=event.message.topic, partition=event.message.partition,
                               offset=event.message.offset)
-            event.ack()
+            await location_sink.ack_in_order(event)
         except Exception as exc:  # a bug must not stall the partition or kill the worker
             log.exception("runner-gps failed")
             await dead_letter(f"handler error: {exc!r}", CONSUMER, event.value, key=event.key,
                               topic=event.message.topic, partition=event.message.partition,
                               offset=event.message.offset)
-            event.ack()
+            await location_sink.ack_in_order(event)
 
 
 async def handle(event) -> None:
@@ -102,7 +102,7 @@ async def handle(event) -> None:
                 EVENTS_PROCESSED.labels(CONSUMER, ev.type, "replayed").inc()
             else:
                 EVENTS_PROCESSED.labels(CONSUMER, ev.type, "stale").inc()
-            event.ack()
+            await location_sink.ack_in_order(event)
             return
         store_position(fix, event.message.offset)
         await forward_to_trips(fix)
@@ -118,7 +118,7 @@ async def handle(event) -> None:
             current.append(booking_id)
         runner_bookings[runner_id] = current
         EVENTS_PROCESSED.labels(CONSUMER, ev.type, "ok").inc()
-    event.ack()
+    await location_sink.ack_in_order(event)
 
 
 @app.timer(location_sink.max_delay, name="kilat.runner-locations-flush")

@@ -165,7 +165,7 @@ async def handle_lifecycle(msg, event: CloudEvent) -> None:
         else:  # finished: later fixes find no trip and are dropped
             drop_trip(booking_id)
     EVENTS_PROCESSED.labels(CONSUMER, event.type, "ok").inc()
-    msg.ack()
+    await waypoint_sink.ack_in_order(msg)
 
 
 # ---------------------------------------------------------------- fixes
@@ -183,7 +183,7 @@ async def handle_fix(msg, event: CloudEvent) -> None:
     outcome = rules.classify_fix(trip, fix.timestamp)
     EVENTS_PROCESSED.labels(CONSUMER, event.type, outcome.value).inc()
     if outcome is rules.FixOutcome.NO_TRIP:
-        msg.ack()
+        await waypoint_sink.ack_in_order(msg)
         return
     assert trip is not None
     recorded_at = datetime.fromtimestamp(fix.timestamp, UTC)
@@ -215,7 +215,7 @@ async def handle(msg) -> None:
     elif event.type in LIFECYCLE and msg.message.topic == booking_events_name():
         await handle_lifecycle(msg, event)
     else:
-        msg.ack()
+        await waypoint_sink.ack_in_order(msg)
 
 
 def trip_fixes_name() -> str:
@@ -235,13 +235,13 @@ async def tracking_trips(stream):
             await dead_letter(str(exc), CONSUMER, msg.value, key=msg.key,
                               topic=msg.message.topic, partition=msg.message.partition,
                               offset=msg.message.offset)
-            msg.ack()
+            await waypoint_sink.ack_in_order(msg)
         except Exception as exc:  # a bug must not stall the partition or kill the worker
             log.exception("%s failed", CONSUMER)
             await dead_letter(f"handler error: {exc!r}", CONSUMER, msg.value, key=msg.key,
                               topic=msg.message.topic, partition=msg.message.partition,
                               offset=msg.message.offset)
-            msg.ack()
+            await waypoint_sink.ack_in_order(msg)
 
 
 @app.timer(waypoint_sink.max_delay, name="kilat.waypoints-flush")

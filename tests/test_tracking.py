@@ -265,6 +265,9 @@ async def fixes_accepted(http: aiohttp.ClientSession, worker) -> float:
                    and 'consumer="tracking-trips"' in line and 'outcome="accepted"' in line)
 
 
+@pytest.mark.open_issue(
+    "after a graceful stop of the trip's worker, the survivor sometimes never stores a few "
+    "waypoints (about 1 run in 3 on a loaded 2-core machine); see docs/tracking.md")
 async def test_trip_survives_losing_its_worker(fresh_platform: Platform, http) -> None:
     """Stop the worker that owns the trip in the middle of the trace: the other worker takes
     the partition over (table from its changelog, unacked fixes redelivered) and the trip ends
