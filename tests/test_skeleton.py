@@ -108,3 +108,28 @@ async def test_malformed_event_is_dead_lettered_and_partition_moves_on(platform,
     assert len(dead) == 2, dead
     assert reasons[0].startswith("not JSON")
     assert "coordinates out of range" in reasons[1]
+
+
+async def test_metrics_endpoint_reports_events_http_and_lag(platform: Platform, http) -> None:
+    runner = str(uuid.uuid4())
+    await platform.produce("runner.events", runner, fix_event(runner, 3.12, 101.6,
+                                                             "2026-11-25T12:00:00Z"))
+    await platform.produce("runner.events", runner, b"{broken")
+    worker = platform.workers[0].url
+
+    async def scraped() -> str | None:
+        async with http.get(worker + "/metrics") as resp:
+            text = await resp.text()
+        ok = ('kilat_events_processed_total{consumer="runner-gps",outcome="ok",'
+              'type="runner.location_update"}' in text)
+        return text if ok else None
+
+    text = await wait_until(scraped, 30, what="GPS event counted in /metrics")
+    assert 'kilat_http_request_duration_seconds_bucket{' in text
+    assert "kilat_websocket_connections" in text
+
+    async def lag_and_tables() -> bool:
+        async with http.get(worker + "/metrics") as resp:
+            body = await resp.text()
+        return "kilat_consumer_lag{" in body and 'kilat_table_entries{table="runner-positions"}' in body
+    await wait_until(lag_and_tables, 30, what="lag and table gauges refreshed")
