@@ -6,7 +6,7 @@ consumers of those events must rebuild what they own — the trip track and its 
 tracking.* events, the notifications — must not invent bookings or payments (the fresh database
 has none), and a second replay of the same fixture must change nothing (exactly-once effects).
 
-Replays use `--speed 0.5` (twice the recorded gaps): the delivery fixture holds the GPS fixes on
+Replays use `--speed 0.25` (four times the recorded gaps): the delivery fixture holds the GPS fixes on
 runner.events and `booking.delivery_confirmed` on booking.events, and the trip stage only counts
 fixes that reach it before the delivery, as it did live. `--now` stamps the messages with the
 current time so the broker's time-based retention never drops a replayed fixture's messages.
@@ -53,7 +53,7 @@ async def kilat(p: Platform, *args: str) -> str:
 async def replay(p: Platform, name: str) -> list[dict[str, Any]]:
     path = FIXTURES / name
     lines = load_fixture(path)
-    out = await kilat(p, "replay", "--file", str(path), "--speed", "0.5", "--now")
+    out = await kilat(p, "replay", "--file", str(path), "--speed", "0.25", "--now")
     assert f"replayed {len(lines)} messages" in out
     return lines
 
