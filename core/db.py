@@ -2,13 +2,14 @@
 
 aiopg's own `aiopg.sa` layer does not support SQLAlchemy 2, so statements are compiled here for
 the psycopg2 dialect (bind processors applied, expanding parameters rendered) and run on plain
-aiopg cursors. Rows come back as dicts keyed by column label.
+aiopg cursors. Rows come back as dicts keyed by column label, UUIDs as strings.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -39,6 +40,12 @@ def compile_statement(stmt: ClauseElement | str, params: Mapping[str, Any] | Non
     processors = compiled._bind_processors
     bound = {k: (processors[k](v) if k in processors else v) for k, v in raw.items()}
     return str(compiled), bound
+
+
+def _plain(value: Any) -> Any:
+    """UUID columns come back from psycopg2 as uuid.UUID; every layer works with canonical
+    strings (as in tokens, events and JSON), so convert them once, here."""
+    return str(value) if isinstance(value, uuid.UUID) else value
 
 
 class Connection:
@@ -72,7 +79,8 @@ class Connection:
             if cur.description is None:
                 return []
             names = [d.name for d in cur.description]
-            return [dict(zip(names, r, strict=True)) for r in await cur.fetchall()]
+            return [{name: _plain(value) for name, value in zip(names, r, strict=True)}
+                    for r in await cur.fetchall()]
         finally:
             cur.close()
 

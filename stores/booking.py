@@ -7,7 +7,6 @@ connection, i.e. inside the caller's single transaction.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from sqlalchemy import and_, func, insert, literal_column, select, true, update
@@ -27,22 +26,6 @@ from models.booking import (
 BOOKING_COLUMNS = [c for c in bookings.c if c.name != "pickup_location"]
 
 
-def _plain(row: Row | None) -> Row | None:
-    """Ids as canonical strings (aiopg hands UUID columns back as uuid.UUID), so rows compare
-    directly with JWT user ids and event payloads."""
-    if row is None:
-        return None
-    return {k: str(v) if isinstance(v, uuid.UUID) else v for k, v in row.items()}
-
-
-async def _one(conn: Connection, stmt: Any) -> Row | None:
-    return _plain(await conn.fetch_one(stmt))
-
-
-async def _all(conn: Connection, stmt: Any) -> list[Row]:
-    return [_plain(r) for r in await conn.fetch_all(stmt)]  # type: ignore[misc]
-
-
 class BookingConflict(Exception):
     """Another transaction changed the booking (same status, newer version) → 409."""
 
@@ -52,7 +35,7 @@ async def get_booking(conn: Connection, booking_id: str, *, for_update: bool = F
     stmt = select(*BOOKING_COLUMNS).where(bookings.c.id == booking_id)
     if for_update:
         stmt = stmt.with_for_update()
-    return await _one(conn, stmt)
+    return await conn.fetch_one(stmt)
 
 
 def is_participant(booking: Row, user_id: str, role: str) -> bool:
@@ -72,7 +55,7 @@ async def insert_booking(conn: Connection, values: dict[str, Any], pickup_lat: f
             .values(**values, pickup_location=_point(pickup_lat, pickup_lng))
             .on_conflict_do_nothing(index_elements=["booking_number"])
             .returning(*BOOKING_COLUMNS))
-    return await _one(conn, stmt)
+    return await conn.fetch_one(stmt)
 
 
 async def add_history(conn: Connection, booking_id: str, from_status: str | None,
@@ -100,7 +83,7 @@ async def commit_transition(conn: Connection, booking: Row, change: Transition,
             .values(**change.changes, status=change.target, version=bookings.c.version + 1,
                     updated_at=func.now())
             .returning(*BOOKING_COLUMNS))
-    row = await _one(conn, stmt)
+    row = await conn.fetch_one(stmt)
     if row is None:
         current = await get_booking(conn, booking["id"])
         if current is not None and current["status"] != booking["status"]:
@@ -138,7 +121,7 @@ async def list_bookings(conn: Connection, *, owner_id: str | None = None,
         conds.append(bookings.c.status.in_(statuses))
     where = and_(true(), *conds)
     total = await conn.scalar(select(func.count()).select_from(bookings).where(where))
-    rows = await _all(conn,
+    rows = await conn.fetch_all(
         select(*BOOKING_COLUMNS).where(where)
         .order_by(bookings.c.created_at.desc(), bookings.c.id)
         .limit(limit).offset(_offset(page, limit)))
@@ -154,14 +137,14 @@ async def list_open_jobs(conn: Connection, near: tuple[float, float] | None, *, 
     if near is not None:
         order.insert(0, func.ST_Distance(bookings.c.pickup_location, _point(*near)).asc())
     total = await conn.scalar(select(func.count()).select_from(bookings).where(where))
-    rows = await _all(conn,
+    rows = await conn.fetch_all(
         select(*BOOKING_COLUMNS).where(where).order_by(*order)
         .limit(limit).offset(_offset(page, limit)))
     return rows, int(total or 0)
 
 
 async def count_by_status(conn: Connection) -> dict[str, int]:
-    rows = await _all(conn,
+    rows = await conn.fetch_all(
         select(bookings.c.status, func.count().label("n")).group_by(bookings.c.status))
     return {r["status"]: int(r["n"]) for r in rows}
 
@@ -170,7 +153,7 @@ async def count_by_status(conn: Connection) -> dict[str, int]:
 
 async def add_photo(conn: Connection, booking_id: str, runner_id: str, photo_type: str,
                     photo_url: str, caption: str) -> Row:
-    row = await _one(conn, insert(booking_photos).values(
+    row = await conn.fetch_one(insert(booking_photos).values(
         booking_id=booking_id, runner_id=runner_id, photo_type=photo_type,
         photo_url=photo_url, caption=caption).returning(*booking_photos.c))
     assert row is not None
@@ -178,7 +161,7 @@ async def add_photo(conn: Connection, booking_id: str, runner_id: str, photo_typ
 
 
 async def list_photos(conn: Connection, booking_id: str) -> list[Row]:
-    return await _all(conn,
+    return await conn.fetch_all(
         select(booking_photos).where(booking_photos.c.booking_id == booking_id)
         .order_by(booking_photos.c.taken_at.asc(), booking_photos.c.created_at.asc()))
 
@@ -186,24 +169,24 @@ async def list_photos(conn: Connection, booking_id: str) -> list[Row]:
 # ---------------------------------------------------------------- pets
 
 async def insert_pet(conn: Connection, values: dict[str, Any]) -> Row:
-    row = await _one(conn, insert(pets).values(**values).returning(*pets.c))
+    row = await conn.fetch_one(insert(pets).values(**values).returning(*pets.c))
     assert row is not None
     return row
 
 
 async def get_pet(conn: Connection, pet_id: str) -> Row | None:
-    return await _one(conn, select(pets).where(pets.c.id == pet_id))
+    return await conn.fetch_one(select(pets).where(pets.c.id == pet_id))
 
 
 async def list_active_pets(conn: Connection, owner_id: str) -> list[Row]:
-    return await _all(conn,
+    return await conn.fetch_all(
         select(pets).where(and_(pets.c.owner_id == owner_id, pets.c.status == "active"))
         .order_by(pets.c.created_at.desc(), pets.c.id))
 
 
 async def update_pet(conn: Connection, pet: Row, changes: dict[str, Any]) -> Row | None:
     """Optimistic update (None if the pet changed since it was read)."""
-    return await _one(conn,
+    return await conn.fetch_one(
         update(pets)
         .where(and_(pets.c.id == pet["id"], pets.c.version == pet["version"]))
         .values(**changes, version=pets.c.version + 1, updated_at=literal_column("now()"))

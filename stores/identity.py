@@ -6,7 +6,6 @@ Password hashes never leave this module except through `get_user_credentials`.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -29,22 +28,6 @@ from models.identity import (
 _PUBLIC_USER_COLS = [c for c in users.c if c.name != "password_hash"]
 
 
-def _plain(row: Row | None) -> Row | None:
-    """UUIDs as canonical strings (aiopg hands back uuid.UUID objects), so ids compare with
-    the strings found in tokens and events."""
-    if row is None:
-        return None
-    return {k: str(v) if isinstance(v, uuid.UUID) else v for k, v in row.items()}
-
-
-async def _one(conn: Connection, stmt: Any) -> Row | None:
-    return _plain(await conn.fetch_one(stmt))
-
-
-async def _all(conn: Connection, stmt: Any) -> list[Row]:
-    return [_plain(r) for r in await conn.fetch_all(stmt)]
-
-
 async def _scalar_str(conn: Connection, stmt: Any) -> str | None:
     value = await conn.scalar(stmt)
     return None if value is None else str(value)
@@ -57,7 +40,7 @@ async def get_user(conn: Connection, user_id: str, *, for_update: bool = False) 
     stmt = select(*_PUBLIC_USER_COLS).where(users.c.id == user_id)
     if for_update:
         stmt = stmt.with_for_update()
-    return await _one(conn, stmt)
+    return await conn.fetch_one(stmt)
 
 
 async def get_users(conn: Connection, user_ids: Iterable[str]) -> dict[str, Row]:
@@ -65,17 +48,17 @@ async def get_users(conn: Connection, user_ids: Iterable[str]) -> dict[str, Row]
     ids = list({str(i) for i in user_ids})
     if not ids:
         return {}
-    rows = await _all(conn, select(*_PUBLIC_USER_COLS).where(users.c.id.in_(ids)))
+    rows = await conn.fetch_all(select(*_PUBLIC_USER_COLS).where(users.c.id.in_(ids)))
     return {r["id"]: r for r in rows}
 
 
 async def get_user_credentials(conn: Connection, email: str) -> Row | None:
     """The user row including `password_hash`, by (already normalised) email."""
-    return await _one(conn, select(users).where(func.lower(users.c.email) == email))
+    return await conn.fetch_one(select(users).where(func.lower(users.c.email) == email))
 
 
 async def get_user_by_email(conn: Connection, email: str) -> Row | None:
-    return await _one(conn, select(*_PUBLIC_USER_COLS).where(func.lower(users.c.email) == email))
+    return await conn.fetch_one(select(*_PUBLIC_USER_COLS).where(func.lower(users.c.email) == email))
 
 
 async def create_user(conn: Connection, *, email: str, password_hash: str, full_name: str,
@@ -88,7 +71,7 @@ async def create_user(conn: Connection, *, email: str, password_hash: str, full_
         .on_conflict_do_nothing()
         .returning(*_PUBLIC_USER_COLS)
     )
-    return await _one(conn, stmt)
+    return await conn.fetch_one(stmt)
 
 
 async def update_user(conn: Connection, user_id: str, expected_version: int,
@@ -101,7 +84,7 @@ async def update_user(conn: Connection, user_id: str, expected_version: int,
         .values(**values, version=users.c.version + 1, updated_at=func.now())
         .returning(*_PUBLIC_USER_COLS)
     )
-    return await _one(conn, stmt)
+    return await conn.fetch_one(stmt)
 
 
 async def list_users(conn: Connection, *, limit: int, offset: int) -> tuple[list[Row], int]:
@@ -109,12 +92,12 @@ async def list_users(conn: Connection, *, limit: int, offset: int) -> tuple[list
     stmt = (select(*_PUBLIC_USER_COLS)
             .order_by(users.c.created_at.desc(), users.c.id.desc())
             .limit(limit).offset(offset))
-    rows = await _all(conn, stmt)
+    rows = await conn.fetch_all(stmt)
     return rows, int(total or 0)
 
 
 async def count_users_by_role(conn: Connection) -> dict[str, int]:
-    rows = await _all(conn, select(users.c.role, func.count().label("n")).group_by(users.c.role))
+    rows = await conn.fetch_all(select(users.c.role, func.count().label("n")).group_by(users.c.role))
     return {r["role"]: int(r["n"]) for r in rows}
 
 
@@ -131,7 +114,7 @@ async def find_refresh_token(conn: Connection, token_hash: str, *,
     stmt = select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)
     if for_update:
         stmt = stmt.with_for_update()
-    return await _one(conn, stmt)
+    return await conn.fetch_one(stmt)
 
 
 async def revoke_refresh_token(conn: Connection, token_id: str, *,
@@ -161,7 +144,7 @@ async def find_password_reset(conn: Connection, token_hash: str) -> Row | None:
     """The reset row, locked, so two concurrent uses cannot both succeed."""
     stmt = (select(password_resets).where(password_resets.c.token_hash == token_hash)
             .with_for_update())
-    return await _one(conn, stmt)
+    return await conn.fetch_one(stmt)
 
 
 async def mark_password_reset_used(conn: Connection, reset_id: str) -> None:
@@ -186,7 +169,7 @@ async def insert_runner_application(conn: Connection, **values: Any) -> Row | No
     stmt = (pg_insert(runner_applications).values(**values)
             .on_conflict_do_nothing(index_elements=["ic_number"])
             .returning(runner_applications))
-    return await _one(conn, stmt)
+    return await conn.fetch_one(stmt)
 
 
 # ---------------------------------------------------------------- referrals
@@ -222,13 +205,13 @@ async def create_referral(conn: Connection, *, referrer_id: str, referee_id: str
                     reward_amount_cents=reward_amount_cents)
             .on_conflict_do_nothing(index_elements=["referee_id"])
             .returning(referrals))
-    return await _one(conn, stmt)
+    return await conn.fetch_one(stmt)
 
 
 async def referrals_of(conn: Connection, referrer_id: str) -> list[Row]:
     stmt = (select(referrals).where(referrals.c.referrer_id == referrer_id)
             .order_by(referrals.c.created_at.desc(), referrals.c.id))
-    return await _all(conn, stmt)
+    return await conn.fetch_all(stmt)
 
 
 async def referral_of_referee(conn: Connection, referee_id: str, *,
@@ -236,7 +219,7 @@ async def referral_of_referee(conn: Connection, referee_id: str, *,
     stmt = select(referrals).where(referrals.c.referee_id == referee_id)
     if for_update:
         stmt = stmt.with_for_update()
-    return await _one(conn, stmt)
+    return await conn.fetch_one(stmt)
 
 
 async def credit_referral(conn: Connection, referral_id: str, booking_id: str) -> Row | None:
@@ -246,4 +229,4 @@ async def credit_referral(conn: Connection, referral_id: str, booking_id: str) -
             .values(referrer_credited=True, referee_credited=True, credited_at=func.now(),
                     credited_booking_id=booking_id)
             .returning(referrals))
-    return await _one(conn, stmt)
+    return await conn.fetch_one(stmt)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -18,22 +17,6 @@ from models.payment import (
     promos,
     subscriptions,
 )
-
-
-def _plain(row: Row | None) -> Row | None:
-    """aiopg returns uuid.UUID objects; the payment domain works with canonical strings."""
-    if row is None:
-        return None
-    return {k: str(v) if isinstance(v, uuid.UUID) else v for k, v in row.items()}
-
-
-async def _one(conn: Connection, stmt: Any) -> Row | None:
-    return _plain(await conn.fetch_one(stmt))
-
-
-async def _all(conn: Connection, stmt: Any) -> list[Row]:
-    return [r for r in map(_plain, await conn.fetch_all(stmt)) if r is not None]
-
 
 # ------------------------------------------------------------------ payments
 
@@ -52,17 +35,17 @@ def payment_dto(row: Row) -> dict[str, Any]:
 
 async def get_payment(conn: Connection, payment_id: str, *, for_update: bool = False) -> Row | None:
     stmt = select(payments).where(payments.c.id == payment_id)
-    return await _one(conn, stmt.with_for_update() if for_update else stmt)
+    return await conn.fetch_one(stmt.with_for_update() if for_update else stmt)
 
 
 async def get_payment_by_booking(conn: Connection, booking_id: str, *,
                                  for_update: bool = False) -> Row | None:
     stmt = select(payments).where(payments.c.booking_id == booking_id)
-    return await _one(conn, stmt.with_for_update() if for_update else stmt)
+    return await conn.fetch_one(stmt.with_for_update() if for_update else stmt)
 
 
 async def insert_payment(conn: Connection, **values: Any) -> Row:
-    row = await _one(conn, insert(payments).values(**values).returning(payments))
+    row = await conn.fetch_one(insert(payments).values(**values).returning(payments))
     assert row is not None
     return row
 
@@ -73,7 +56,7 @@ async def update_payment(conn: Connection, payment: Row, **changes: Any) -> Row 
             .where(payments.c.id == payment["id"], payments.c.version == payment["version"])
             .values(**changes, version=payments.c.version + 1, updated_at=func.now())
             .returning(payments))
-    return await _one(conn, stmt)
+    return await conn.fetch_one(stmt)
 
 
 async def list_payments(conn: Connection, *, page: int, limit: int, owner_id: str | None = None,
@@ -88,14 +71,14 @@ async def list_payments(conn: Connection, *, page: int, limit: int, owner_id: st
         conds.append(payments.c.escrow_status == status)
     where = and_(*conds) if conds else true()
     total = await conn.scalar(select(func.count()).select_from(payments).where(where))
-    rows = await _all(conn,
+    rows = await conn.fetch_all(
         select(payments).where(where).order_by(payments.c.created_at.desc(), payments.c.id)
         .limit(limit).offset((page - 1) * limit))
     return rows, int(total or 0)
 
 
 async def payment_stats(conn: Connection) -> dict[str, Any]:
-    rows = await _all(conn,
+    rows = await conn.fetch_all(
         select(payments.c.escrow_status, func.count().label("n"),
                func.coalesce(func.sum(payments.c.amount_cents), 0).label("cents"))
         .group_by(payments.c.escrow_status))
@@ -118,18 +101,18 @@ def promo_dto(row: Row) -> dict[str, Any]:
 
 async def get_promo_by_code(conn: Connection, code: str, *, for_update: bool = False) -> Row | None:
     stmt = select(promos).where(promos.c.code == code)
-    return await _one(conn, stmt.with_for_update() if for_update else stmt)
+    return await conn.fetch_one(stmt.with_for_update() if for_update else stmt)
 
 
 async def insert_promo(conn: Connection, **values: Any) -> Row | None:
     """The new promo, or None if its code is taken."""
-    return await _one(conn, pg_insert(promos).values(**values)
+    return await conn.fetch_one(pg_insert(promos).values(**values)
                                 .on_conflict_do_nothing(index_elements=["code"])
                                 .returning(promos))
 
 
 async def live_promos(conn: Connection, now: datetime) -> list[Row]:
-    return await _all(conn,
+    return await conn.fetch_all(
         select(promos).where(promos.c.valid_from < now, promos.c.valid_until > now,
                              (promos.c.max_uses == 0) | (promos.c.current_uses < promos.c.max_uses))
         .order_by(promos.c.created_at.desc()))
@@ -151,7 +134,7 @@ async def record_promo_use(conn: Connection, promo_id: str, user_id: str, bookin
 
 async def undo_promo_use(conn: Connection, booking_id: str) -> None:
     """Compensation for a failed payment: give the use back."""
-    rows = await _all(conn, promo_usages.delete().where(promo_usages.c.booking_id == booking_id)
+    rows = await conn.fetch_all(promo_usages.delete().where(promo_usages.c.booking_id == booking_id)
                                 .returning(promo_usages.c.promo_id))
     for row in rows:
         await conn.execute(update(promos).where(promos.c.id == row["promo_id"])
@@ -182,17 +165,17 @@ async def active_subscription(conn: Connection, user_id: str, *,
     stmt = select(subscriptions).where(subscriptions.c.user_id == user_id,
                                        subscriptions.c.status == "active",
                                        subscriptions.c.expires_at > func.now())
-    return await _one(conn, stmt.with_for_update() if for_update else stmt)
+    return await conn.fetch_one(stmt.with_for_update() if for_update else stmt)
 
 
 async def insert_subscription(conn: Connection, **values: Any) -> Row:
-    row = await _one(conn, insert(subscriptions).values(**values).returning(subscriptions))
+    row = await conn.fetch_one(insert(subscriptions).values(**values).returning(subscriptions))
     assert row is not None
     return row
 
 
 async def cancel_subscription(conn: Connection, sub_id: str) -> Row | None:
-    return await _one(conn,
+    return await conn.fetch_one(
         update(subscriptions).where(subscriptions.c.id == sub_id)
         .values(status="cancelled", auto_renew=False, updated_at=func.now())
         .returning(subscriptions))
@@ -209,20 +192,20 @@ def destination_dto(row: Row) -> dict[str, Any]:
 
 
 async def insert_destination(conn: Connection, **values: Any) -> Row:
-    row = await _one(conn, insert(payout_destinations).values(**values)
+    row = await conn.fetch_one(insert(payout_destinations).values(**values)
                                .returning(payout_destinations))
     assert row is not None
     return row
 
 
 async def runner_destinations(conn: Connection, runner_id: str) -> list[Row]:
-    return await _all(conn, select(payout_destinations)
+    return await conn.fetch_all(select(payout_destinations)
                                 .where(payout_destinations.c.runner_id == runner_id)
                                 .order_by(payout_destinations.c.created_at))
 
 
 async def destination_of(conn: Connection, destination_id: str, runner_id: str) -> Row | None:
-    return await _one(conn, select(payout_destinations).where(
+    return await conn.fetch_one(select(payout_destinations).where(
         payout_destinations.c.id == destination_id, payout_destinations.c.runner_id == runner_id))
 
 
@@ -246,7 +229,7 @@ async def available_balance(conn: Connection, runner_id: str) -> int:
 
 
 async def insert_cash_out(conn: Connection, **values: Any) -> Row:
-    row = await _one(conn, insert(cash_out_requests).values(**values)
+    row = await conn.fetch_one(insert(cash_out_requests).values(**values)
                                .returning(cash_out_requests))
     assert row is not None
     return row
