@@ -83,6 +83,13 @@ def trip_from_track(track: Row, previous: rules.Trip | None) -> rules.Trip:
 
 # ---------------------------------------------------------------- lifecycle handlers
 
+def track_payload(track: Row, **extra: Any) -> dict[str, Any]:
+    """The fields every tracking.* event carries, plus the event's own."""
+    return {"track_id": str(track["id"]), "booking_id": str(track["booking_id"]),
+            "runner_id": str(track["runner_id"]), "owner_id": str(track["owner_id"] or ""),
+            **extra}
+
+
 async def on_accepted(conn: Connection, event: CloudEvent, fresh: bool) -> Row | None:
     data = event.data
     require(data, "booking_id", "runner_id")
@@ -92,43 +99,36 @@ async def on_accepted(conn: Connection, event: CloudEvent, fresh: bool) -> Row |
         conn, booking_id=data["booking_id"], runner_id=data["runner_id"],
         owner_id=data.get("owner_id") or None, started_at=_when(data.get("occurred_at")))
     if created:
-        await emit(conn, ev.TRACKING_EVENTS, data["booking_id"], SOURCE, "tracking.started", {
-            "track_id": str(track["id"]), "booking_id": data["booking_id"],
-            "runner_id": str(track["runner_id"]), "owner_id": str(track["owner_id"] or ""),
-            "started_at": format_time(track["started_at"]),
-        })
+        await emit(conn, ev.TRACKING_EVENTS, data["booking_id"], SOURCE, "tracking.started",
+                   track_payload(track, started_at=format_time(track["started_at"])))
+    return track
+
+
+async def _finish(conn: Connection, event: CloudEvent, fresh: bool, status: str) -> Row | None:
+    """Complete or cancel the booking's track once, and announce it."""
+    booking_id = event.data["booking_id"]
+    if not fresh:
+        return await store.get_track(conn, booking_id)
+    track, changed = await store.finish_track(conn, booking_id, status, datetime.now(UTC))
+    if changed and track is not None:
+        if status == rules.COMPLETED:
+            type_, extra = "tracking.completed", {
+                "total_distance_km": float(track["total_distance_km"]),
+                "completed_at": format_time(track["completed_at"])}
+        else:
+            type_, extra = "tracking.cancelled", {
+                "cancelled_at": format_time(track["cancelled_at"])}
+        await emit(conn, ev.TRACKING_EVENTS, booking_id, SOURCE, type_,
+                   track_payload(track, **extra))
     return track
 
 
 async def on_delivered(conn: Connection, event: CloudEvent, fresh: bool) -> Row | None:
-    booking_id = event.data["booking_id"]
-    if not fresh:
-        return await store.get_track(conn, booking_id)
-    track, changed = await store.finish_track(conn, booking_id, rules.COMPLETED,
-                                              datetime.now(UTC))
-    if changed and track is not None:
-        await emit(conn, ev.TRACKING_EVENTS, booking_id, SOURCE, "tracking.completed", {
-            "track_id": str(track["id"]), "booking_id": booking_id,
-            "runner_id": str(track["runner_id"]), "owner_id": str(track["owner_id"] or ""),
-            "total_distance_km": float(track["total_distance_km"]),
-            "completed_at": format_time(track["completed_at"]),
-        })
-    return track
+    return await _finish(conn, event, fresh, rules.COMPLETED)
 
 
 async def on_cancelled(conn: Connection, event: CloudEvent, fresh: bool) -> Row | None:
-    booking_id = event.data["booking_id"]
-    if not fresh:
-        return await store.get_track(conn, booking_id)
-    track, changed = await store.finish_track(conn, booking_id, rules.CANCELLED,
-                                              datetime.now(UTC))
-    if changed and track is not None:
-        await emit(conn, ev.TRACKING_EVENTS, booking_id, SOURCE, "tracking.cancelled", {
-            "track_id": str(track["id"]), "booking_id": booking_id,
-            "runner_id": str(track["runner_id"]), "owner_id": str(track["owner_id"] or ""),
-            "cancelled_at": format_time(track["cancelled_at"]),
-        })
-    return track
+    return await _finish(conn, event, fresh, rules.CANCELLED)
 
 
 LIFECYCLE = {

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from models.events import new_event
-from tests.platform import ROOT, VENV_BIN, Platform, wait_until
+from tests.platform import ROOT, VENV_BIN, Platform, Proc, wait_until
 
 INFRA = str(ROOT / "scripts" / "infra.sh")
 pytestmark = pytest.mark.infra_faults
@@ -36,6 +36,27 @@ def stored_lat(p: Platform, runner: str) -> float | None:
     rows = p.sql("SELECT ST_Y(location::geometry) AS lat FROM runner_locations "
                  "WHERE runner_id = %s", (runner,))
     return rows[0]["lat"] if rows else None
+
+
+async def stream_started(p: Platform, n: int, first: int) -> tuple[Proc, str, list]:
+    """One ready worker and a runner whose first `first` of `n` fixes are in PostGIS."""
+    worker = p.start_worker("w1")
+    await p.wait_ready(worker)
+    runner = str(uuid.uuid4())
+    trace = fixes(runner, n)
+    await p.produce_many("runner.events", trace[:first])
+    await wait_until(lambda: _async(stored_lat(p, runner)), 30, what="first fixes stored")
+    return worker, runner, trace
+
+
+async def converged_to(p: Platform, runner: str, index: int, timeout: float, what: str) -> None:
+    """Wait until PostGIS holds fix number `index` of the runner's trace."""
+    last = 3.10 + index * 0.0001
+
+    async def done() -> bool:
+        lat = stored_lat(p, runner)
+        return lat is not None and abs(lat - last) < 1e-9
+    await wait_until(done, timeout, what=what)
 
 
 async def test_production_refuses_to_start_without_a_jwt_secret(fresh_platform: Platform):
@@ -66,12 +87,8 @@ async def test_kill_9_mid_stream_loses_nothing(fresh_platform: Platform):
 
     w2 = p.start_worker("w2")  # empty data dir: state comes back from the changelog
     await p.wait_ready(w2)
+    await converged_to(p, runner, 399, 90, "PostGIS converged to the last fix")
     last = 3.10 + 399 * 0.0001
-
-    async def converged() -> bool:
-        lat = stored_lat(p, runner)
-        return lat is not None and abs(lat - last) < 1e-9
-    await wait_until(converged, 90, what="PostGIS converged to the last fix")
     entry = await _table_entry(p, "runner-positions", runner)
     assert abs(entry["latitude"] - last) < 1e-9
 
@@ -89,12 +106,7 @@ async def _table_entry(p: Platform, table: str, key: str) -> dict:
 
 async def test_postgres_outage_answers_503_then_catches_up(fresh_platform: Platform):
     p = fresh_platform
-    w1 = p.start_worker("w1")
-    await p.wait_ready(w1)
-    runner = str(uuid.uuid4())
-    trace = fixes(runner, 60)
-    await p.produce_many("runner.events", trace[:10])
-    await wait_until(lambda: _async(stored_lat(p, runner)), 30, what="first fixes stored")
+    w1, runner, trace = await stream_started(p, 60, 10)
 
     subprocess.run([INFRA, "pg-down"], check=True)
     outage_started = time.monotonic()
@@ -118,33 +130,18 @@ async def test_postgres_outage_answers_503_then_catches_up(fresh_platform: Platf
             await asyncio.sleep(remaining)  # the outage itself lasts 30 s by design
     finally:
         subprocess.run([INFRA, "pg-up"], check=True)
-    last = 3.10 + 59 * 0.0001
-
-    async def caught_up() -> bool:
-        lat = stored_lat(p, runner)
-        return lat is not None and abs(lat - last) < 1e-9
-    await wait_until(caught_up, 90, what="sink caught up after the outage")
+    await converged_to(p, runner, 59, 90, "sink caught up after the outage")
     async with aiohttp.ClientSession() as http, http.get(w1.url + "/readiness") as r:
         assert r.status == 200
 
 
 async def test_broker_restart_loses_nothing(fresh_platform: Platform):
     p = fresh_platform
-    w1 = p.start_worker("w1")
-    await p.wait_ready(w1)
-    runner = str(uuid.uuid4())
-    trace = fixes(runner, 40)
-    await p.produce_many("runner.events", trace[:20])
-    await wait_until(lambda: _async(stored_lat(p, runner)), 30, what="first fixes stored")
+    w1, runner, trace = await stream_started(p, 40, 20)
     subprocess.run([INFRA, "kafka-down"], check=True)
     subprocess.run([INFRA, "kafka-up"], check=True)
     await p.produce_many("runner.events", trace[20:])
-    last = 3.10 + 39 * 0.0001
-
-    async def converged() -> bool:
-        lat = stored_lat(p, runner)
-        return lat is not None and abs(lat - last) < 1e-9
-    await wait_until(converged, 120, what="fixes after the broker restart stored")
+    await converged_to(p, runner, 39, 120, "fixes after the broker restart stored")
     assert w1.alive()
 
 
