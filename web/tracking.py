@@ -145,31 +145,30 @@ async def shared_tracking(request: web.Request) -> web.Response:
     })
 
 
-@routes.get("/api/v1/tracking/{booking_id}")
-async def get_tracking(request: web.Request) -> web.Response:
+async def visible_track(conn: Connection, request: web.Request) -> Row:
+    """The booking's track, for its participants only (404 `tracking not found` otherwise)."""
     authenticate(request)
     booking_id = _booking_id(request)
     missing = not_found("tracking", booking_id)
+    await participant_booking(conn, request, booking_id, missing)
+    track = await store.get_track(conn, booking_id)
+    if track is None:
+        raise missing
+    return track
+
+
+@routes.get("/api/v1/tracking/{booking_id}")
+async def get_tracking(request: web.Request) -> web.Response:
     async with db.connect() as conn:
-        await participant_booking(conn, request, booking_id, missing)
-        track = await store.get_track(conn, booking_id)
-        if track is None:
-            raise missing
+        track = await visible_track(conn, request)
         points = await store.list_waypoints(conn, track["id"])
     return ok(track_dto(track, points))
 
 
 @routes.get("/api/v1/tracking/{booking_id}/route")
 async def get_route(request: web.Request) -> web.Response:
-    authenticate(request)
-    booking_id = _booking_id(request)
-    missing = not_found("tracking", booking_id)
     async with db.connect() as conn:
-        await participant_booking(conn, request, booking_id, missing)
-        track = await store.get_track(conn, booking_id)
-        if track is None:
-            raise missing
-        route = await store.route_geojson(conn, track["id"])
+        route = await store.route_geojson(conn, (await visible_track(conn, request))["id"])
     return web.Response(text=dumps(route), content_type="application/geo+json")
 
 
