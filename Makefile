@@ -1,5 +1,5 @@
 # Kilat: `make run` brings the platform up on :8080; `make test` runs the whole test suite.
-.PHONY: setup run test test-open-issues lint down bench demo seed
+.PHONY: setup run test lint down bench demo seed
 
 setup:            ## Python deps, Kafka, PostgreSQL/PostGIS, migrations (idempotent)
 	scripts/bootstrap.sh
@@ -11,10 +11,7 @@ run:              ## Kafka + PostGIS + Faust worker(s) + gateway on :8080 (WORKE
 
 test: setup       ## the whole suite against real Kafka and PostGIS
 	.venv/bin/ruff check .
-	.venv/bin/pytest -q -p no:cacheprovider -m "not open_issue"
-
-test-open-issues: setup  ## tests that reproduce known open bugs (expected to fail sometimes)
-	.venv/bin/pytest -q -p no:cacheprovider -m open_issue
+	.venv/bin/pytest -q -p no:cacheprovider
 
 demo:             ## with `make run` going in another shell: demo data and a live delivery
 	.venv/bin/kilat seed-demo

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from core.db import Connection, DatabaseUnavailable, db
+from core.gaps import OffsetGuard, guard_for, without_gaps
 from models.events import CloudEvent, MalformedEvent, decode_event, now_rfc3339
 from models.platform import processed_events
 from web.metrics import EVENTS_PROCESSED
@@ -64,10 +65,13 @@ async def dead_letter(reason: str, consumer: str, raw: Any, *, key: bytes | None
     await dlq_topic.send(key=key or b"", value=json.dumps(record).encode())
 
 
-async def handle_once(consumer: str, event: CloudEvent, handler: Handler) -> bool:
-    """Run `handler` for `event` exactly once per consumer; retries while the DB is down.
+async def handle_once(guard: OffsetGuard, message: Any, event: CloudEvent,
+                      handler: Handler) -> bool:
+    """Run `handler` for `event` exactly once per consumer, storing the agent's position in the
+    same transaction; retries while the DB is down.
 
     Returns False if the event had already been handled."""
+    consumer = guard.consumer
     delay = 0.2
     while True:
         try:
@@ -75,6 +79,7 @@ async def handle_once(consumer: str, event: CloudEvent, handler: Handler) -> boo
                 if not await first_time(conn, consumer, event.id):
                     return False
                 await handler(conn, event)
+                await guard.record(conn, [message])
                 return True
         except DatabaseUnavailable as exc:
             log.warning("%s: database unavailable (%s); retrying in %.1fs", consumer, exc, delay)
@@ -86,26 +91,35 @@ async def consume(stream: Any, consumer: str, handlers: dict[str, Handler]) -> N
     """Drive a Faust stream of raw events through `handlers` (keyed by event type).
 
     Types without a handler are acknowledged and ignored."""
-    async for event_msg in stream.events():
-        raw = event_msg.value
-        msg = event_msg.message
-        where = {"key": event_msg.key, "topic": msg.topic, "partition": msg.partition,
-                 "offset": msg.offset}
-        try:
-            event = decode_event(raw)
-        except MalformedEvent as exc:
-            await dead_letter(str(exc), consumer, raw, **where)
-            continue
-        handler = handlers.get(event.type) or handlers.get(event.type.lower())
-        if handler is None:
-            continue
-        try:
-            handled = await handle_once(consumer, event, handler)
-            EVENTS_PROCESSED.labels(consumer, event.type, "ok" if handled else "duplicate").inc()
-        except MalformedEvent as exc:
-            EVENTS_PROCESSED.labels(consumer, event.type, "dead_lettered").inc()
-            await dead_letter(f"{event.type}: {exc}", consumer, raw, **where)
-        except Exception as exc:  # a bug must not stall the partition or kill the worker
-            EVENTS_PROCESSED.labels(consumer, event.type, "dead_lettered").inc()
-            log.exception("%s failed on %s %s", consumer, event.type, event.id)
-            await dead_letter(f"{event.type}: handler error: {exc!r}", consumer, raw, **where)
+    guard = guard_for(consumer, stream.channel.topics)
+    async for event_msg in without_gaps(stream.events(), guard):
+        await handle_message(guard, event_msg, handlers)
+        await guard.passed(event_msg)  # handled events stored their position already
+
+
+async def handle_message(guard: OffsetGuard, event_msg: Any,
+                         handlers: dict[str, Handler]) -> None:
+    """Decode one message and run its handler (dead-lettering what cannot be handled)."""
+    consumer = guard.consumer
+    raw = event_msg.value
+    msg = event_msg.message
+    where = {"key": event_msg.key, "topic": msg.topic, "partition": msg.partition,
+             "offset": msg.offset}
+    try:
+        event = decode_event(raw)
+    except MalformedEvent as exc:
+        await dead_letter(str(exc), consumer, raw, **where)
+        return
+    handler = handlers.get(event.type) or handlers.get(event.type.lower())
+    if handler is None:
+        return
+    try:
+        handled = await handle_once(guard, event_msg, event, handler)
+        EVENTS_PROCESSED.labels(consumer, event.type, "ok" if handled else "duplicate").inc()
+    except MalformedEvent as exc:
+        EVENTS_PROCESSED.labels(consumer, event.type, "dead_lettered").inc()
+        await dead_letter(f"{event.type}: {exc}", consumer, raw, **where)
+    except Exception as exc:  # a bug must not stall the partition or kill the worker
+        EVENTS_PROCESSED.labels(consumer, event.type, "dead_lettered").inc()
+        log.exception("%s failed on %s %s", consumer, event.type, event.id)
+        await dead_letter(f"{event.type}: handler error: {exc!r}", consumer, raw, **where)

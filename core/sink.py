@@ -3,7 +3,8 @@
 Agents process each event on its own (so Faust tables write to the right partition), hand the
 rows to a sink, and the sink writes them in one multi-row transaction every `max_delay` seconds
 or `max_rows` rows. The events behind the rows are acked after the commit, so a crash never
-commits an offset whose rows are not in PostgreSQL. Writes must be idempotent (upserts or
+commits an offset whose rows are not in PostgreSQL; with a `guard`, the agent's own position
+(core/gaps.py) is stored in the same transaction. Writes must be idempotent (upserts or
 ON CONFLICT DO NOTHING): after a crash the same rows may be written again.
 """
 
@@ -15,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from core.db import Connection, DatabaseUnavailable, db
+from core.gaps import OffsetGuard
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +24,11 @@ Writer = Callable[[Connection, list[Any]], Awaitable[None]]
 
 
 class BatchingSink:
-    def __init__(self, name: str, write: Writer, *, max_rows: int = 500,
-                 max_delay: float = 0.2) -> None:
+    def __init__(self, name: str, write: Writer, *, guard: OffsetGuard | None = None,
+                 max_rows: int = 500, max_delay: float = 0.2) -> None:
         self.name = name
         self.write = write
+        self.guard = guard
         self.max_rows = max_rows
         self.max_delay = max_delay
         self._rows: list[Any] = []
@@ -57,12 +60,15 @@ class BatchingSink:
             rows, events = self._rows, self._events
             self._rows, self._events = [], []
             try:
-                if rows:
+                if rows or (events and self.guard is not None):
                     delay = 0.2
                     while True:
                         try:
                             async with db.transaction() as conn:
-                                await self.write(conn, rows)
+                                if rows:
+                                    await self.write(conn, rows)
+                                if self.guard is not None:
+                                    await self.guard.record(conn, events)
                             break
                         except DatabaseUnavailable as exc:
                             log.warning("sink %s: database unavailable (%s); retrying",

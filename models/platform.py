@@ -1,8 +1,9 @@
-"""Tables of the event plumbing: the transactional outbox and the processed-event ledger."""
+"""Tables of the event plumbing: the transactional outbox, the processed-event ledger and the
+agents' durable positions."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, String, Table, Text, func
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, String, Table, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 
 from models.base import metadata
@@ -26,4 +27,17 @@ processed_events = Table(
     Column("consumer", String(100), primary_key=True),
     Column("event_id", String(64), primary_key=True),
     Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Per (agent, topic, partition): the offset after the last message whose effects are committed,
+# written in the same transaction as those effects. Faust's own committed offset can run ahead
+# of what was handled (it acknowledges messages it skips while stopping), so an agent that takes
+# a partition over reads back from here (core/gaps.py).
+consumer_positions = Table(
+    "consumer_positions", metadata,
+    Column("consumer", String(100), primary_key=True),
+    Column("topic", String(255), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("next_offset", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

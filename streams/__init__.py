@@ -2,11 +2,13 @@
 
 from streams import (  # noqa: F401
     booking,
+    clients,
     identity,
     monitoring,
     notification,
     outbox_relay,
     payment,
+    positions,
     review,
     runner,
     tracking,

@@ -15,7 +15,6 @@ import logging
 import uuid
 from typing import Any
 
-from mode import Service
 from sqlalchemy import func
 
 from core.config import settings
@@ -156,11 +155,3 @@ async def cash_out_rail() -> None:
         log.warning("cash-out rail: database unavailable (%s)", exc)
     except Exception:  # a bug must not stop the timer
         log.exception("cash-out rail tick failed")
-
-
-@app.service
-class StripeClientCloser(Service):
-    """Closes the Stripe adapter's HTTP session when the worker stops."""
-
-    async def on_stop(self) -> None:
-        await stripe().close()

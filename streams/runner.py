@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from core.consuming import dead_letter
 from core.db import Connection
+from core.gaps import guard_for, without_gaps
 from core.sink import BatchingSink
 from kilat import app, runner_events, trip_fixes
 from models.events import MalformedEvent, decode_event, new_event
@@ -55,7 +56,8 @@ async def write_locations(conn: Connection, fixes: list[RunnerPosition]) -> None
         await conn.execute(stmt)
 
 
-location_sink = BatchingSink("runner-locations", write_locations)
+guard = guard_for(CONSUMER, runner_events.topics)
+location_sink = BatchingSink("runner-locations", write_locations, guard=guard)
 
 
 async def forward_to_trips(fix: RunnerPosition) -> None:
@@ -69,7 +71,7 @@ async def forward_to_trips(fix: RunnerPosition) -> None:
 
 @app.agent(runner_events, name="kilat.runner-gps", concurrency=1)
 async def runner_gps(stream):
-    async for event in stream.noack().events():
+    async for event in without_gaps(stream.noack().events(), guard):
         try:
             await handle(event)
         except MalformedEvent as exc:

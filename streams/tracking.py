@@ -29,6 +29,7 @@ from typing import Any
 from core.config import topic_name
 from core.consuming import dead_letter, first_time
 from core.db import Connection, DatabaseUnavailable, Row, db
+from core.gaps import guard_for, without_gaps
 from core.outbox import emit
 from core.sink import BatchingSink
 from domain import tracking as rules
@@ -53,7 +54,8 @@ trip_inputs = app.topic(
     partitions=cfg.topic_partitions, internal=True,
 )
 
-waypoint_sink = BatchingSink("waypoints", store.write_waypoints)
+guard = guard_for(CONSUMER, trip_inputs.topics)
+waypoint_sink = BatchingSink("waypoints", store.write_waypoints, guard=guard)
 
 
 def _when(value: Any) -> datetime:
@@ -228,7 +230,7 @@ def booking_events_name() -> str:
 
 @app.agent(trip_inputs, name="kilat.tracking-trips", concurrency=1)
 async def tracking_trips(stream):
-    async for msg in stream.noack().events():
+    async for msg in without_gaps(stream.noack().events(), guard):
         try:
             await handle(msg)
         except MalformedEvent as exc:

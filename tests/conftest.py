@@ -140,9 +140,6 @@ async def new_admin(platform, http) -> Client:
 def pytest_configure(config) -> None:
     config.addinivalue_line(
         "markers", "infra_faults: stops shared infrastructure; runs after every other test")
-    config.addinivalue_line(
-        "markers", "open_issue(reason): reproduces a known open bug; left out of `make test` "
-        "(run it with `make test-open-issues`)")
 
 
 def pytest_collection_modifyitems(config, items) -> None:

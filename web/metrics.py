@@ -12,6 +12,9 @@ HTTP_LATENCY = Histogram(
 )
 EVENTS_PROCESSED = Counter(
     "kilat_events_processed_total", "Events handled by agents", ["consumer", "type", "outcome"])
+GAP_MESSAGES_RECOVERED = Counter(
+    "kilat_gap_messages_recovered_total",
+    "Messages Faust skipped around a rebalance that an agent read back from Kafka", ["consumer"])
 WS_CONNECTIONS = Gauge("kilat_websocket_connections", "Open tracking WebSocket connections")
 TABLE_SIZE = Gauge("kilat_table_entries", "Entries in a Faust table held by this worker", ["table"])
 
