@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from models.events import new_event
+from tests.conftest import Client
 from tests.platform import ROOT, VENV_BIN, Platform, Proc, wait_until
 
 INFRA = str(ROOT / "scripts" / "infra.sh")
@@ -147,3 +148,95 @@ async def test_broker_restart_loses_nothing(fresh_platform: Platform):
 
 async def _async(value):
     return value
+
+
+# ---------------------------------------------------------------- kill -9 mid booking journey
+
+VEHICLE = {"vehicle_type": "car", "vehicle_plate": "WXY 1234", "vehicle_model": "Perodua Myvi",
+           "vehicle_year": 2021, "air_conditioned": True}
+PICKUP, DROPOFF = (3.1579, 101.7117), (3.1390, 101.6869)
+
+
+def _address(point: tuple[float, float]) -> dict:
+    return {"line1": "1 Jalan Ampang", "line2": "", "city": "Kuala Lumpur", "state": "WP",
+            "postal_code": "50450", "country": "MY", "latitude": point[0],
+            "longitude": point[1]}
+
+
+async def _signed_up(http: aiohttp.ClientSession, p: Platform, role: str) -> Client:
+    c = Client(http, p.base_url)
+    status, body = await c.post("/api/v1/auth/register", {
+        "email": f"{role}-{uuid.uuid4().hex[:10]}@kilat.test", "password": "Secret123!",
+        "full_name": f"Test {role.title()}", "phone": "+60123456789", "role": role})
+    assert status == 201, body
+    c.token, c.user = body["data"]["access_token"], body["data"]["user"]
+    return c
+
+
+async def test_kill_9_mid_booking_journey_completes_once(fresh_platform: Platform, http):
+    """A paid, tracked delivery whose only worker is killed (-9) right after the runner marks
+    it delivered, with the escrow release, completion and notifications still to run: a new
+    worker on an empty data directory finishes the journey, and every effect happens once."""
+    p = fresh_platform
+    w1 = p.start_worker("w1")
+    await p.wait_ready(w1)
+    gw = p.start_gateway(RATE_LIMIT_PER_MIN="100000")
+    await p.wait_ready(gw, "/health")
+    owner, runner = await _signed_up(http, p, "owner"), await _signed_up(http, p, "runner")
+    assert (await runner.post("/api/v1/runners", VEHICLE))[0] == 201
+    assert (await runner.post("/api/v1/runners/me/online",
+                              {"latitude": PICKUP[0], "longitude": PICKUP[1]}))[0] == 200
+    status, body = await owner.post("/api/v1/bookings", {
+        "pet_spec": {"pet_type": "cat", "name": "Milo", "weight_kg": 4},
+        "pickup_address": _address(PICKUP), "dropoff_address": _address(DROPOFF)})
+    assert status == 201, body
+    booking_id = body["data"]["id"]
+    path = f"/api/v1/bookings/{booking_id}"
+    assert (await owner.post("/api/v1/payments/initiate", {"booking_id": booking_id}))[0] == 201
+    assert (await runner.post(f"{path}/accept"))[0] == 200
+    await wait_until(lambda: _async(_rows(p, "SELECT 1 FROM trip_tracks WHERE booking_id = %s",
+                                          booking_id)), 60, what="track created")
+    assert (await runner.post(f"{path}/pickup"))[0] == 200
+    points = [(PICKUP[0] - i * 0.001, PICKUP[1] - i * 0.0012) for i in range(12)]
+    for lat, lng in points:
+        status, body = await runner.post("/api/v1/runners/me/location", {
+            "latitude": lat, "longitude": lng, "speed_kmh": 30, "heading_degrees": 200})
+        assert status == 200, body
+    await wait_until(lambda: _async(_waypoints(p, booking_id) == len(points)), 60,
+                     what="the trip's waypoints")
+    assert (await runner.post(f"{path}/deliver"))[0] == 200
+    p.stop(w1, kill=True)  # no shutdown: outbox, saga and notifications are cut short
+
+    w2 = p.start_worker("w2", port=w1.port)  # empty data dir, same address for the gateway
+    await p.wait_ready(w2)
+
+    async def completed() -> dict | None:
+        status, body = await owner.get(path)
+        return body["data"] if status == 200 and body["data"]["status"] == "completed" else None
+    await wait_until(completed, 120, what="the booking completed by the new worker")
+    status, body = await owner.get(f"/api/v1/payments/booking/{booking_id}")
+    assert status == 200 and body["data"]["escrow_status"] == "released"
+
+    # Every effect once: one release and one completion in the outbox, one trip counted for
+    # the runner, one notification per (recipient, event), every waypoint once.
+    async def settled() -> bool:
+        return bool(_rows(p, "SELECT 1 FROM notifications WHERE booking_id = %s "
+                             "AND event_type = 'booking.completed'", booking_id))
+    await wait_until(settled, 60, what="completion notifications")
+    for type_ in ("booking.delivery_confirmed", "payment.escrow_released", "booking.completed"):
+        assert len(_rows(p, "SELECT 1 FROM outbox WHERE key = %s AND value->>'type' = %s",
+                         booking_id, type_)) == 1, type_
+    assert _rows(p, "SELECT total_trips FROM runners WHERE user_id = %s",
+                 runner.user["id"]) == [{"total_trips": 1}]
+    assert _rows(p, "SELECT user_id, event_type, count(*) AS n FROM notifications "
+                    "WHERE booking_id = %s GROUP BY 1, 2 HAVING count(*) > 1", booking_id) == []
+    assert _waypoints(p, booking_id) == len(points)
+
+
+def _rows(p: Platform, sql: str, *params) -> list[dict]:
+    return p.sql(sql, params)
+
+
+def _waypoints(p: Platform, booking_id: str) -> int:
+    return _rows(p, "SELECT count(*) AS n FROM waypoints w JOIN trip_tracks t "
+                    "ON t.id = w.trip_track_id WHERE t.booking_id = %s", booking_id)[0]["n"]
