@@ -438,6 +438,16 @@ async def test_delivery_confirmed_releases_escrow_exactly_once(pay, fake_stripe,
     status, body = await runner.get("/api/v1/payments")
     assert status == 200 and [p["id"] for p in body["data"]] == [payment["id"]]
 
+    # Out of order: a cancellation arriving after the release refunds nothing.
+    late_id, late = booking_event("booking.cancelled", booking_id,
+                                  cancelled_by=owner.user["id"], reason="late")
+    await pay.produce("booking.events", booking_id, late)
+    await processed(pay, late_id)
+    assert not outbox_events(pay, "payment.escrow_refunded", booking_id)
+    assert not fake_stripe.calls(f"/v1/payment_intents/{payment['stripe_payment_id']}/cancel")
+    assert pay.sql("SELECT escrow_status FROM payments WHERE id = %s", (payment["id"],)) == [
+        {"escrow_status": "released"}]
+
 
 async def test_cancelled_booking_refunds_held_payment_only(pay, fake_stripe, user) -> None:
     owner = user("owner")
