@@ -8,6 +8,7 @@ from streams import (  # noqa: F401
     notification,
     outbox_relay,
     payment,
+    petshops,
     positions,
     review,
     runner,

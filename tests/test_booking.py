@@ -108,6 +108,25 @@ async def test_scheduled_at_rfc3339_and_local_time(platform, new_client):
     assert body["error"].startswith("invalid scheduled_at")
 
 
+async def test_nulls_from_flutter_clients_mean_absent(platform, new_client):
+    """app-mobile's generated toJson() sends null for every unset field: optional ones take
+    their defaults (as the original's JSON decoding did), required ones are still required."""
+    owner = await new_client("owner")
+    body = booking_body(scheduled_at=None, notes=None)
+    body["pet_spec"].update(breed=None, age_months=None, vaccinations=None, photo_url=None,
+                            special_needs=None)
+    body["pickup_address"].update(line2=None, postal_code=None)
+    status, resp = await owner.post(B, body)
+    assert status == 201, resp
+    data = resp["data"]
+    assert data["pet_spec"]["breed"] == "" and data["pet_spec"]["age_months"] == 0
+    assert data["pet_spec"]["vaccinations"] == [] and "scheduled_at" not in data
+    body["pet_spec"]["name"] = None
+    assert await owner.post(B, body) == (400, {"success": False, "error":
+        "Key: 'CreateBookingRequest.PetSpec.Name' Error:Field validation for 'Name' "
+        "failed on the 'required' tag"})
+
+
 async def test_create_validation_errors(platform, new_client, client):
     owner = await new_client("owner")
 

@@ -647,7 +647,7 @@ async def test_injection_strings_in_query_and_path_are_inert(world: World) -> No
             ("runner", f"/api/v1/bookings?status=requested&page={v}", {200}),
             ("admin", f"/api/v1/admin/users?page={v}&limit={v}", {200}),
             ("admin", f"/api/v1/admin/bookings?status={v}", {400}),
-            ("owner", f"/api/v1/petshops?category={v}", {400}),
+            ("owner", f"/api/v1/petshops?category={v}", {200}),
             ("owner", f"/api/v1/petshops/nearby?latitude={v}&longitude=101.6", {400}),
             ("owner", f"/api/v1/runners/nearby?latitude=3.1&longitude=101.6&radius_km={v}", {400}),
             ("owner", f"/api/v1/notifications?page={v}&limit={v}", {200}),

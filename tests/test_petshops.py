@@ -6,9 +6,10 @@ import random
 import uuid
 
 from core.db import Database
+from core.security import issue_access_token
 from stores.runner import DEMO_SHOPS, seed_demo_shops
 from tests.conftest import Client
-from tests.platform import Platform
+from tests.platform import Platform, wait_until
 from tests.test_runner import admin_client, project
 
 SHOP_KEYS = {"id", "owner_id", "name", "address", "latitude", "longitude", "phone", "email",
@@ -189,7 +190,7 @@ async def test_list_orders_by_rating_then_name_and_filters_category(platform, ht
     assert body["data"][0]["rating"] >= body["data"][-1]["rating"]
 
     status, body = await shop.get("/api/v1/petshops?category=zoo")
-    assert (status, body) == (400, {"success": False, "error": "invalid category"})
+    assert (status, body) == (200, {"success": True, "data": []})
 
 
 async def test_list_is_capped_at_50(platform, http, new_client) -> None:
@@ -261,3 +262,28 @@ async def test_seed_demo_shops_once_into_empty_table(fresh_platform: Platform) -
     assert (paws["lat"], paws["lng"], paws["rating"], paws["owner_id"]) == (3.1466, 101.7108, 4.5, None)
     assert next(r for r in rows if r["name"] == "Meow Manor Cat Hotel")["rating"] == 4.8
     assert {r["category"] for r in rows} == {"grooming", "vet", "boarding", "pet_store"}
+
+
+async def test_development_workers_seed_the_demo_shops_once(fresh_platform: Platform,
+                                                            http) -> None:
+    """Two development workers starting together: the seven demo shops, once, listed by the
+    API; a test deployment (every other test) starts with none."""
+    p = fresh_platform
+    workers = [p.start_worker(name, KILAT_ENV="development") for name in ("w1", "w2")]
+    for worker in workers:
+        await p.wait_ready(worker)
+
+    async def seeded() -> bool:
+        return p.sql("SELECT count(*) AS n FROM pet_shops")[0]["n"] == len(DEMO_SHOPS)
+    await wait_until(seeded, 30, what="demo shops seeded")
+    owner = Client(http, workers[0].url, issue_access_token(str(uuid.uuid4()),
+                                                            "owner@kilat.test", "owner"))
+    status, body = await owner.get("/api/v1/petshops")
+    assert status == 200 and sorted(s["name"] for s in body["data"]) == sorted(
+        s["name"] for s in DEMO_SHOPS)
+
+    async def both_started() -> bool:
+        return all("demo pet shops seeded" in w.log_path.read_text(errors="replace")
+                   for w in workers)
+    await wait_until(both_started, 30, what="both workers' start-up seeding")
+    assert p.sql("SELECT count(*) AS n FROM pet_shops")[0]["n"] == len(DEMO_SHOPS)

@@ -7,9 +7,12 @@ middleware auth errors `{"error":msg}` with no `success` key.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
+import types
+import typing
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time
@@ -278,9 +281,37 @@ async def parse_body(request: web.Request, model: type[M], *, required: bool = T
 
 
 class Body(pydantic.BaseModel):
-    """Base for request bodies: unknown keys are ignored, as clients send extras."""
+    """Base for request bodies: unknown keys are ignored, as clients send extras; a JSON null
+    for a field that cannot hold null counts as absent (its default, or "required"), as in the
+    original's JSON decoding. Flutter's generated `toJson()` sends null for every unset field."""
 
     model_config = pydantic.ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _null_means_absent(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        not_nullable = _not_nullable_keys(cls)
+        return {k: v for k, v in data.items() if v is not None or k not in not_nullable}
+
+
+@functools.cache
+def _not_nullable_keys(model: type[pydantic.BaseModel]) -> frozenset[str]:
+    return frozenset(key for name, field in model.model_fields.items()
+                     if not _accepts_none(field.annotation)
+                     for key in (name, field.alias) if key)
+
+
+def _accepts_none(annotation: Any) -> bool:
+    if annotation in (None, type(None), Any):
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _accepts_none(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts_none(arg) for arg in typing.get_args(annotation))
+    return False
 
 
 def page_params(request: web.Request, *, default_limit: int = 20, max_limit: int = 100,

@@ -127,7 +127,7 @@ class UpdateProfileRequest(Body):
 
 
 class ForgotPasswordRequest(Body):
-    email: str
+    email: str = ""  # missing or unknown: still 202 (no enumeration)
 
 
 class ResetPasswordRequest(Body):
