@@ -536,15 +536,17 @@ async def test_app_mobile_owner_journey(platform: Platform, http, new_client) ->
     status, body = await owner.get(f"/api/v1/tracking/{bid}/route")
     assert status == 200 and body["type"] == "LineString"
 
-    # Notifications: preferences, fcm token, list, read.
+    # Notifications: preferences (none stored yet: 404, as the app has always seen), fcm
+    # token, list, read.
     status, body = await owner.get("/api/v1/notifications/preferences")
-    assert status == 200, body
-    prefs = body["data"]
-    assert prefs["user_id"] == owner.user["id"]
-    assert all(isinstance(prefs[k], bool) for k in ("enable_push", "enable_sms", "enable_email"))
+    assert (status, body["error"]) == (404, "NotificationPreference not found"), body
     assert await owner.put("/api/v1/notifications/preferences", {
         "enable_push": True, "enable_sms": False, "enable_email": False}) == (
         200, {"success": True, "data": {"message": "preferences updated"}})
+    status, body = await owner.get("/api/v1/notifications/preferences")
+    prefs = body["data"]
+    assert status == 200 and prefs["user_id"] == owner.user["id"]
+    assert all(isinstance(prefs[k], bool) for k in ("enable_push", "enable_sms", "enable_email"))
     assert await owner.post("/api/v1/notifications/fcm-token", {"token": "fcm-abc"}) == (
         200, {"success": True, "data": {"message": "FCM token registered"}})
     assert await owner.post("/api/v1/notifications/fcm-token", {}) == (

@@ -125,7 +125,9 @@ async def get_preferences(request: web.Request) -> web.Response:
     user = authenticate(request)
     async with db.connect() as conn:
         prefs = await store.get_preferences(conn, user.user_id)
-    return ok(preferences_dto(prefs or rules.default_preferences(user.user_id)))
+    if prefs is None:  # as in the original; delivery still uses the defaults (all channels)
+        raise not_found("NotificationPreference", user.user_id)
+    return ok(preferences_dto(prefs))
 
 
 @routes.put("/api/v1/notifications/preferences")
