@@ -162,14 +162,14 @@ class OffsetGuard:
         message = event.message
         generation = getattr(message, "generation_id", app.consumer_generation_id)
         known = self._next.get(message.tp)
-        if known is not None and known[0] == generation:  # Faust's re-seeks stay in a generation
+        if known is not None and known[0] == generation:
             expected = known[1]
-        else:
+        else:  # (re)assigned since the last message of this partition
             expected = await _retrying(lambda: self._resume_offset(message.tp, app.conf.id),
                                        self.consumer)
-        same_generation = known is not None and known[0] == generation
-        self._next[message.tp] = (generation, max(message.offset + 1,
-                                                   known[1] if same_generation else 0))
+        # Never backwards: Faust re-seeks to the committed offset within a generation, and the
+        # redelivered messages before `expected` are not a gap.
+        self._next[message.tp] = (generation, max(message.offset + 1, expected))
         if message.offset <= expected:
             return []
         tp = TopicPartition(message.topic, message.partition)
