@@ -6,6 +6,8 @@
   redelivery and replay have no second effect.
 * While the database is unreachable the handler is retried with backoff: the partition waits
   rather than losing the event.
+* The agent's own position is stored with the effects, and messages Faust committed past
+  without handing them over are read back first (core/gaps.py).
 """
 
 from __future__ import annotations
