@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from core.db import Connection, DatabaseUnavailable, db
 from core.gaps import OffsetGuard, guard_for, without_gaps
+from core.sink import BatchingSink
 from models.events import CloudEvent, MalformedEvent, decode_event, now_rfc3339
 from models.platform import processed_events
 from web.metrics import EVENTS_PROCESSED
@@ -125,3 +126,25 @@ async def handle_message(guard: OffsetGuard, event_msg: Any,
         EVENTS_PROCESSED.labels(consumer, event.type, "dead_lettered").inc()
         log.exception("%s failed on %s %s", consumer, event.type, event.id)
         await dead_letter(f"{event.type}: handler error: {exc!r}", consumer, raw, **where)
+
+
+async def consume_into_sink(stream: Any, sink: BatchingSink,
+                            handle: Callable[[Any], Awaitable[None]]) -> None:
+    """Drive a Faust stream read with noack through `handle`, which acknowledges each event
+    through `sink` (after its rows commit). A malformed event or a handler bug is dead-lettered
+    and acknowledged in order, so the partition moves on and the worker stays up."""
+    guard = sink.guard
+    assert guard is not None, "a sink fed by an agent stores the agent's position"
+    async for event in without_gaps(stream.noack().events(), guard):
+        try:
+            await handle(event)
+            continue
+        except MalformedEvent as exc:
+            reason = str(exc)
+        except Exception as exc:  # a bug must not stall the partition or kill the worker
+            log.exception("%s failed", guard.consumer)
+            reason = f"handler error: {exc!r}"
+        msg = event.message
+        await dead_letter(reason, guard.consumer, event.value, key=event.key, topic=msg.topic,
+                          partition=msg.partition, offset=msg.offset)
+        await sink.ack_in_order(event)

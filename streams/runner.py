@@ -10,15 +10,14 @@ Malformed events go to the dead-letter topic; the partition moves on.
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 
 from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from core.consuming import dead_letter
+from core.consuming import consume_into_sink
 from core.db import Connection
-from core.gaps import guard_for, without_gaps
+from core.gaps import guard_for
 from core.sink import BatchingSink
 from kilat import app, runner_events, trip_fixes
 from models.events import MalformedEvent, decode_event, new_event
@@ -26,7 +25,6 @@ from models.runner import RunnerPosition, is_newer, parse_fix, runner_locations
 from tables.runners import already_handled, position_of, runner_bookings, store_position
 from web.metrics import EVENTS_PROCESSED
 
-log = logging.getLogger(__name__)
 CONSUMER = "runner-gps"
 
 
@@ -56,8 +54,8 @@ async def write_locations(conn: Connection, fixes: list[RunnerPosition]) -> None
         await conn.execute(stmt)
 
 
-guard = guard_for(CONSUMER, runner_events.topics)
-location_sink = BatchingSink("runner-locations", write_locations, guard=guard)
+location_sink = BatchingSink("runner-locations", write_locations,
+                             guard=guard_for(CONSUMER, runner_events.topics))
 
 
 async def forward_to_trips(fix: RunnerPosition) -> None:
@@ -71,20 +69,7 @@ async def forward_to_trips(fix: RunnerPosition) -> None:
 
 @app.agent(runner_events, name="kilat.runner-gps", concurrency=1)
 async def runner_gps(stream):
-    async for event in without_gaps(stream.noack().events(), guard):
-        try:
-            await handle(event)
-        except MalformedEvent as exc:
-            await dead_letter(str(exc), CONSUMER, event.value, key=event.key,
-                              topic=event.message.topic, partition=event.message.partition,
-                              offset=event.message.offset)
-            await location_sink.ack_in_order(event)
-        except Exception as exc:  # a bug must not stall the partition or kill the worker
-            log.exception("runner-gps failed")
-            await dead_letter(f"handler error: {exc!r}", CONSUMER, event.value, key=event.key,
-                              topic=event.message.topic, partition=event.message.partition,
-                              offset=event.message.offset)
-            await location_sink.ack_in_order(event)
+    await consume_into_sink(stream, location_sink, handle)
 
 
 async def handle(event) -> None:

@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.config import topic_name
-from core.consuming import dead_letter, first_time
+from core.consuming import consume_into_sink, first_time
 from core.db import Connection, DatabaseUnavailable, Row, db
-from core.gaps import guard_for, without_gaps
+from core.gaps import guard_for
 from core.outbox import emit
 from core.sink import BatchingSink
 from domain import tracking as rules
@@ -54,8 +54,8 @@ trip_inputs = app.topic(
     partitions=cfg.topic_partitions, internal=True,
 )
 
-guard = guard_for(CONSUMER, trip_inputs.topics)
-waypoint_sink = BatchingSink("waypoints", store.write_waypoints, guard=guard)
+waypoint_sink = BatchingSink("waypoints", store.write_waypoints,
+                             guard=guard_for(CONSUMER, trip_inputs.topics))
 
 
 def _when(value: Any) -> datetime:
@@ -230,20 +230,7 @@ def booking_events_name() -> str:
 
 @app.agent(trip_inputs, name="kilat.tracking-trips", concurrency=1)
 async def tracking_trips(stream):
-    async for msg in without_gaps(stream.noack().events(), guard):
-        try:
-            await handle(msg)
-        except MalformedEvent as exc:
-            await dead_letter(str(exc), CONSUMER, msg.value, key=msg.key,
-                              topic=msg.message.topic, partition=msg.message.partition,
-                              offset=msg.message.offset)
-            await waypoint_sink.ack_in_order(msg)
-        except Exception as exc:  # a bug must not stall the partition or kill the worker
-            log.exception("%s failed", CONSUMER)
-            await dead_letter(f"handler error: {exc!r}", CONSUMER, msg.value, key=msg.key,
-                              topic=msg.message.topic, partition=msg.message.partition,
-                              offset=msg.message.offset)
-            await waypoint_sink.ack_in_order(msg)
+    await consume_into_sink(stream, waypoint_sink, handle)
 
 
 @app.timer(waypoint_sink.max_delay, name="kilat.waypoints-flush")
