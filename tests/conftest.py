@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import uuid
@@ -13,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.platform import JWT_SECRET, ROOT, VENV_BIN, Platform
+from tests.platform import JWT_SECRET, ROOT, Platform
 
 os.environ.setdefault("JWT_SECRET", JWT_SECRET)
 
@@ -34,10 +33,7 @@ def _make_platform(tmp: Path, **env: str) -> Platform:
 async def platform(infra, tmp_path_factory) -> AsyncIterator[Platform]:
     """One worker + the gateway, shared by the tests that do not restart processes."""
     p = _make_platform(tmp_path_factory.mktemp("platform"))
-    worker = p.start_worker("w1")
-    await p.wait_ready(worker)
-    gw = p.start_gateway(RATE_LIMIT_PER_MIN="100000")
-    await p.wait_ready(gw, "/health")
+    await p.start_worker_and_gateway()
     yield p
     p.stop_all()
     p.drop_database()
@@ -121,14 +117,14 @@ def new_client(platform, http):
 
 @pytest.fixture
 async def new_admin(platform, http) -> Client:
+    return await signed_in_admin(platform, http)
+
+
+async def signed_in_admin(platform: Platform, http: aiohttp.ClientSession) -> Client:
     """An admin client: made by `kilat create-admin` (sign-up refuses the role), then logged in."""
     email, password = f"admin-{uuid.uuid4().hex[:10]}@kilat.test", "Admin-Secret-123"
-    proc = await asyncio.create_subprocess_exec(
-        str(VENV_BIN / "kilat"), "create-admin", "--email", email, "--password", password,
-        "--full-name", "Test Admin", cwd=ROOT, env=platform.env(),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    output, _ = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode == 0, output.decode()
+    await platform.kilat("create-admin", "--email", email, "--password", password,
+                         "--full-name", "Test Admin")
     c = Client(http, platform.base_url)
     status, resp = await c.post("/api/v1/auth/login", {"email": email, "password": password})
     assert status == 200, resp

@@ -187,6 +187,27 @@ class Platform:
         except (AssertionError, Fatal) as exc:
             raise AssertionError(f"{exc}\n--- {proc.name} log ---\n{proc.log_tail()}") from None
 
+    async def start_worker_and_gateway(self) -> Proc:
+        """One ready worker (returned) and a ready gateway whose rate limit tests never reach."""
+        worker = self.start_worker("w1")
+        await self.wait_ready(worker)
+        await self.wait_ready(self.start_gateway(RATE_LIMIT_PER_MIN="100000"), "/health")
+        return worker
+
+    async def run_kilat(self, *args: str, timeout: float = 180) -> tuple[int, str, str]:
+        """Run the `kilat` command against this deployment: (exit code, stdout, stderr)."""
+        proc = await asyncio.create_subprocess_exec(
+            str(VENV_BIN / "kilat"), *args, cwd=ROOT, env=self.env(),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        return proc.returncode or 0, out.decode(), err.decode()
+
+    async def kilat(self, *args: str, timeout: float = 180) -> str:
+        """Run the `kilat` command, which must succeed; its standard output."""
+        code, out, err = await self.run_kilat(*args, timeout=timeout)
+        assert code == 0, (out + err)[-2000:]
+        return out
+
     def stop(self, proc: Proc, *, kill: bool = False, timeout: float = 30) -> None:
         if not proc.alive():
             return

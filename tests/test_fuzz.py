@@ -14,7 +14,6 @@ nobody for public routes), on real resources, so bodies reach validation and the
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
@@ -31,8 +30,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import kilat
-from tests.conftest import Client
-from tests.platform import ROOT, VENV_BIN, Platform, wait_until
+from tests.conftest import Client, signed_in_admin
+from tests.platform import Platform, wait_until
 from web.openapi import build_spec
 
 SPEC = build_spec(kilat.app.web.web_app)
@@ -162,18 +161,6 @@ async def _sign_up(http: aiohttp.ClientSession, base: str, role: str) -> Client:
     return c
 
 
-async def _admin(platform: Platform, http: aiohttp.ClientSession) -> Client:
-    email, password = f"fuzz-admin-{uuid.uuid4().hex[:8]}@kilat.test", "Admin-Secret-123"
-    proc = await asyncio.create_subprocess_exec(
-        str(VENV_BIN / "kilat"), "create-admin", "--email", email, "--password", password,
-        "--full-name", "Fuzz Admin", cwd=ROOT, env=platform.env(),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    output, _ = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode == 0, output.decode()
-    c = Client(http, platform.base_url)
-    data = await _ok(c, "POST", "/api/v1/auth/login", {"email": email, "password": password})
-    c.token, c.user = data["access_token"], data["user"]
-    return c
 
 
 BOOKING = {"pet_spec": {"pet_type": "cat", "name": "Milo", "weight_kg": 4},
@@ -190,7 +177,7 @@ async def world(platform: Platform) -> AsyncIterator[World]:
         clients = {"anon": Client(http, base)}
         for role in ("owner", "runner", "shop"):
             clients[role] = await _sign_up(http, base, role)
-        clients["admin"] = await _admin(platform, http)
+        clients["admin"] = await signed_in_admin(platform, http)
         w = World(platform, http, clients)
         owner, runner = clients["owner"], clients["runner"]
         await _ok(runner, "POST", "/api/v1/runners", {

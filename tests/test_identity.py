@@ -16,7 +16,7 @@ import psycopg2
 from domain import identity as rules
 from models.events import new_event
 from tests.conftest import Client
-from tests.platform import JWT_SECRET, ROOT, VENV_BIN, Platform, wait_until
+from tests.platform import JWT_SECRET, Platform, wait_until
 
 USER_KEYS = {"id", "email", "phone", "full_name", "role", "is_verified", "created_at"}
 NO_AUTH = {"error": "authorization header is required"}
@@ -562,12 +562,8 @@ async def test_admin_user_management(platform: Platform, client: Client, new_cli
 async def test_create_admin_command_refuses_duplicates_and_bad_input(platform: Platform,
                                                                      new_admin: Client) -> None:
     async def run(*args: str) -> tuple[int, str]:
-        proc = await asyncio.create_subprocess_exec(
-            str(VENV_BIN / "kilat"), "create-admin", *args, env=platform.env(),
-            cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        out, _ = await asyncio.wait_for(proc.communicate(), 120)
-        return proc.returncode, out.decode()
+        code, out, err = await platform.run_kilat("create-admin", *args)
+        return code, out + err
 
     email = new_admin.user["email"]
     code, out = await run("--email", email.upper(), "--password", "Another-Secret-1",

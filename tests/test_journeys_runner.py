@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.platform import ROOT, VENV_BIN, wait_until
+from tests.platform import wait_until
 
 TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -666,21 +666,12 @@ async def test_admin_journey(new_client, new_admin):
 
 # ---------------------------------------------------------------- seed accounts
 
-async def run_kilat(platform, *args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        str(VENV_BIN / "kilat"), *args, cwd=ROOT, env=platform.env(),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    output, _ = await asyncio.wait_for(proc.communicate(), 180)
-    assert proc.returncode == 0, output.decode()
-    return output.decode()
-
-
 async def test_seed_demo_creates_the_apps_test_logins_once(platform, client):
     """`kilat seed-demo` (make demo) gives the iOS runner app its built-in login
     runner.test@kilat.my / TestRunner123! with a runner profile, and owner.test@kilat.my; a
     second run reuses them."""
     for _ in range(2):
-        await run_kilat(platform, "seed-demo", "--base-url", platform.base_url, "--runners", "1")
+        await platform.kilat("seed-demo", "--base-url", platform.base_url, "--runners", "1")
     assert platform.sql("SELECT count(*) AS n FROM users WHERE email IN "
                         "('runner.test@kilat.my', 'owner.test@kilat.my')")[0]["n"] == 2
     status, body = await client.post("/api/v1/auth/login", {"email": "runner.test@kilat.my",

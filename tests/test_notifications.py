@@ -54,10 +54,7 @@ async def env(infra, tmp_path_factory) -> AsyncIterator[Env]:
     })
     p.create_database()
     try:
-        worker = p.start_worker("w1")
-        await p.wait_ready(worker)
-        gateway = p.start_gateway(RATE_LIMIT_PER_MIN="100000")
-        await p.wait_ready(gateway, "/health")
+        await p.start_worker_and_gateway()
         yield Env(p, fcm, twilio, smtp)
     finally:
         p.stop_all()

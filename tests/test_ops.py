@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 
 from models.events import new_event
-from tests.platform import ROOT, VENV_BIN, Platform, wait_until
+from tests.platform import ROOT, Platform, wait_until
 
 FIXTURES = ROOT / "tests" / "fixtures"
-
-
-async def kilat(p: Platform, *args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        str(VENV_BIN / "kilat"), *args, cwd=ROOT, env=p.env(),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode == 0, err.decode()[-2000:]
-    return out.decode()
 
 
 def fix(runner: str, lat: float, ts: str) -> bytes:
@@ -28,7 +18,7 @@ def fix(runner: str, lat: float, ts: str) -> bytes:
 
 async def test_malformed_burst_goes_to_dead_letter_and_changes_nothing(platform: Platform):
     before = len(await platform.read_topic("kilat.dead-letter"))
-    out = await kilat(platform, "replay", "--file", str(FIXTURES / "malformed_burst.jsonl"))
+    out = await platform.kilat("replay", "--file", str(FIXTURES / "malformed_burst.jsonl"))
     assert "replayed 9 messages" in out
     keys = {"r-1", "r-2", "r-3", "r-4", "r-5", "b-1", "b-2", "p-1", "t-1"}
 
@@ -47,7 +37,7 @@ async def test_malformed_burst_goes_to_dead_letter_and_changes_nothing(platform:
     await wait_until(applied, 30, what="valid fix after the burst")
     assert platform.sql("SELECT count(*) AS n FROM runner_locations WHERE runner_id::text "
                         "LIKE 'r-%%'") == [{"n": 0}]
-    listing = await kilat(platform, "dead-letters", "--limit", "500")
+    listing = await platform.kilat("dead-letters", "--limit", "500")
     reasons = [json.loads(line) for line in listing.splitlines() if line.startswith("{")]
     assert any(r["key"] == "r-4" and "coordinates out of range" in r["reason"] for r in reasons)
 
@@ -63,7 +53,7 @@ async def test_record_then_replay_into_a_fresh_deployment(platform: Platform, fr
         return rows and rows[0]["lat"] == 3.11
     await wait_until(stored, 30, what="fixes stored")
     out_file = fresh_platform.tmp / "recorded.jsonl"
-    await kilat(platform, "record", "--topic", "runner.events", "--out", str(out_file))
+    await platform.kilat("record", "--topic", "runner.events", "--out", str(out_file))
     lines = [json.loads(ln) for ln in out_file.read_text().splitlines()]
     mine = [ln for ln in lines if ln["key"] == runner]
     assert [ln["value"]["data"]["latitude"] for ln in mine] == [3.10, 3.11]
@@ -72,7 +62,7 @@ async def test_record_then_replay_into_a_fresh_deployment(platform: Platform, fr
     other = fresh_platform
     worker = other.start_worker("w1")
     await other.wait_ready(worker)
-    out = await kilat(other, "replay", "--file", str(out_file))
+    out = await other.kilat("replay", "--file", str(out_file))
     assert f"replayed {len(lines)} messages" in out
 
     async def replayed():
@@ -83,5 +73,5 @@ async def test_record_then_replay_into_a_fresh_deployment(platform: Platform, fr
     replayed_lines = await other.read_topic("runner.events")
     assert [ln["_key"] for ln in replayed_lines if ln["_key"] == runner] == [runner, runner]
 
-    entry = await kilat(other, "table-entry", "--table", "runner-positions", "--key", runner)
+    entry = await other.kilat("table-entry", "--table", "runner-positions", "--key", runner)
     assert json.loads(entry)["latitude"] == 3.11

@@ -101,10 +101,7 @@ async def pay(infra, tmp_path_factory, fake_stripe: FakeStripe) -> AsyncIterator
         "STRIPE_API_BASE": fake_stripe.base_url, "CASH_OUT_RAIL_DELAY_S": "1"})
     p.create_database()
     try:
-        worker = p.start_worker("w1")
-        await p.wait_ready(worker)
-        gw = p.start_gateway(RATE_LIMIT_PER_MIN="100000")
-        await p.wait_ready(gw, "/health")
+        await p.start_worker_and_gateway()
         yield p
     finally:
         p.stop_all()

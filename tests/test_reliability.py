@@ -97,12 +97,7 @@ async def test_kill_9_mid_stream_loses_nothing(fresh_platform: Platform):
 async def _table_entry(p: Platform, table: str, key: str) -> dict:
     import json
 
-    proc = await asyncio.create_subprocess_exec(
-        str(VENV_BIN / "kilat"), "table-entry", "--table", table, "--key", key, cwd=ROOT,
-        env=p.env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode == 0, err.decode()[-2000:]
-    return json.loads(out)
+    return json.loads(await p.kilat("table-entry", "--table", table, "--key", key))
 
 
 async def test_postgres_outage_answers_503_then_catches_up(fresh_platform: Platform):
@@ -178,10 +173,7 @@ async def test_kill_9_mid_booking_journey_completes_once(fresh_platform: Platfor
     it delivered, with the escrow release, completion and notifications still to run: a new
     worker on an empty data directory finishes the journey, and every effect happens once."""
     p = fresh_platform
-    w1 = p.start_worker("w1")
-    await p.wait_ready(w1)
-    gw = p.start_gateway(RATE_LIMIT_PER_MIN="100000")
-    await p.wait_ready(gw, "/health")
+    w1 = await p.start_worker_and_gateway()
     owner, runner = await _signed_up(http, p, "owner"), await _signed_up(http, p, "runner")
     assert (await runner.post("/api/v1/runners", VEHICLE))[0] == 201
     assert (await runner.post("/api/v1/runners/me/online",

@@ -14,7 +14,6 @@ current time so the broker's time-based retention never drops a replayed fixture
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections import Counter
 from typing import Any
@@ -23,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from commands.topic_tools import load_fixture
-from tests.platform import KAFKA, ROOT, VENV_BIN, Platform, wait_until
+from tests.platform import KAFKA, ROOT, Platform, wait_until
 
 FIXTURES = ROOT / "tests" / "fixtures"
 INPUT_TOPICS = ("booking.events", "payment.events", "runner.events", "tracking.events")
@@ -41,19 +40,10 @@ RECIPIENTS: dict[str, tuple[str, ...]] = {
 }
 
 
-async def kilat(p: Platform, *args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        str(VENV_BIN / "kilat"), *args, cwd=ROOT, env=p.env(),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 180)
-    assert proc.returncode == 0, err.decode()[-2000:]
-    return out.decode()
-
-
 async def replay(p: Platform, name: str) -> list[dict[str, Any]]:
     path = FIXTURES / name
     lines = load_fixture(path)
-    out = await kilat(p, "replay", "--file", str(path), "--speed", "0.25", "--now")
+    out = await p.kilat("replay", "--file", str(path), "--speed", "0.25", "--now")
     assert f"replayed {len(lines)} messages" in out
     return lines
 
@@ -137,6 +127,24 @@ async def assert_replay_invents_nothing(p: Platform) -> None:
     assert await p.read_topic("kilat.dead-letter") == []
 
 
+async def replaying_again_changes_nothing(p: Platform, name: str, bid: str, track: dict,
+                                          want: Counter, tracking: list[str]) -> None:
+    """The first replay's notifications arrive and it invents nothing; the same fixture replayed
+    again finds every effect already there (same trip, notifications, tracking events)."""
+    async def notified():
+        return notifications(p) == want
+    await wait_until(notified, 60, what=f"notifications {want}")
+    await wait_until(lambda: consumed_everything(p), 60, what="first replay consumed")
+    await assert_replay_invents_nothing(p)
+
+    await replay(p, name)
+    await wait_until(lambda: consumed_everything(p), 90, what="second replay consumed")
+    assert trip(p, bid) == track
+    assert notifications(p) == want
+    assert await tracking_types(p, bid) == tracking
+    await assert_replay_invents_nothing(p)
+
+
 async def test_delivery_journey_replays_into_a_fresh_deployment(fresh_platform: Platform):
     p = fresh_platform
     await fresh_worker(p)
@@ -162,21 +170,10 @@ async def test_delivery_journey_replays_into_a_fresh_deployment(fresh_platform: 
     assert sum(n for (user, _), n in want.items() if user == j["owner_id"]) == 9
     assert sum(n for (user, _), n in want.items() if user == j["runner_id"]) == 4
 
-    async def notified():
-        return notifications(p) == want
-    await wait_until(notified, 60, what=f"notifications {want}")
-    await wait_until(lambda: consumed_everything(p), 60, what="first replay consumed")
-    await assert_replay_invents_nothing(p)
-
-    # The same fixture again: every effect is already there.
-    await replay(p, "journey_delivery.jsonl")
-    await wait_until(lambda: consumed_everything(p), 90, what="second replay consumed")
-    assert trip(p, bid) == track
-    assert notifications(p) == want
-    assert await tracking_types(p, bid) == ["tracking.started", "tracking.completed"]
+    await replaying_again_changes_nothing(p, "journey_delivery.jsonl", bid, track, want,
+                                          ["tracking.started", "tracking.completed"])
     assert len(await p.events_of("tracking.events", "tracking.updated",
                                  booking_id=bid)) == len(fixes)
-    await assert_replay_invents_nothing(p)
 
 
 async def test_cancel_refund_journey_replays_into_a_fresh_deployment(fresh_platform: Platform):
@@ -197,15 +194,5 @@ async def test_cancel_refund_journey_replays_into_a_fresh_deployment(fresh_platf
     assert want[(j["runner_id"], "booking.cancelled")] == 1
     assert want[(j["owner_id"], "payment.escrow_refunded")] == 1
 
-    async def notified():
-        return notifications(p) == want
-    await wait_until(notified, 60, what=f"notifications {want}")
-    await wait_until(lambda: consumed_everything(p), 60, what="first replay consumed")
-    await assert_replay_invents_nothing(p)
-
-    await replay(p, "journey_cancel_refund.jsonl")
-    await wait_until(lambda: consumed_everything(p), 90, what="second replay consumed")
-    assert trip(p, bid) == track
-    assert notifications(p) == want
-    assert await tracking_types(p, bid) == ["tracking.started", "tracking.cancelled"]
-    await assert_replay_invents_nothing(p)
+    await replaying_again_changes_nothing(p, "journey_cancel_refund.jsonl", bid, track, want,
+                                          ["tracking.started", "tracking.cancelled"])
