@@ -8,7 +8,7 @@ import math
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -157,9 +157,16 @@ def new_booking_number() -> str:
     return "BK-" + "".join(secrets.choice(BOOKING_NUMBER_ALPHABET) for _ in range(6))
 
 
-def parse_scheduled_at(raw: str | None) -> datetime | None:
+# A booking is for now or the near future: a little slack for clocks and forms filled in
+# slowly, and a horizon beyond which no runner plans (and dates stay in PostgreSQL's range).
+SCHEDULE_SLACK = timedelta(minutes=5)
+SCHEDULE_HORIZON = timedelta(days=90)
+
+
+def parse_scheduled_at(raw: str | None, now: datetime) -> datetime | None:
     """RFC 3339, or ISO 8601 without an offset (what `DateTime.toIso8601String()` sends for a
-    local time), read as Malaysia time."""
+    local time), read as Malaysia time; it must lie between `now` − 5 minutes and `now` + 90
+    days."""
     if raw is None or raw == "":
         return None
     text = raw.strip()
@@ -167,11 +174,17 @@ def parse_scheduled_at(raw: str | None) -> datetime | None:
         text = text[:-1] + "+00:00"
     try:
         value = datetime.fromisoformat(text)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=LOCAL_TZ)
+        in_window = now - SCHEDULE_SLACK <= value <= now + SCHEDULE_HORIZON
     except ValueError:
         raise BookingRuleError(
             "invalid scheduled_at: expected RFC 3339, e.g. 2026-02-12T09:00:00+08:00") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=LOCAL_TZ)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-12:00 is past datetime's range in UTC
+        in_window = False
+    if not in_window:
+        raise BookingRuleError(
+            "scheduled_at must be between 5 minutes ago and 90 days from now")
     return value
 
 

@@ -11,6 +11,9 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+import phonenumbers
 
 ROLES = ("owner", "runner", "admin", "shop")
 # DESIGN item 5: admins are made by the `kilat create-admin` command, never by sign-up.
@@ -89,22 +92,48 @@ class ProfileChange:
     avatar_url: str | None = None
 
 
-MAX_PHONE_LENGTH = 20  # users.phone is varchar(20)
+MAX_AVATAR_URL_LENGTH = 2048
+# Kilat operates in Malaysia: a number written without a country code ("012-345 6789") is read
+# as Malaysian, then stored in E.164 ("+60123456789").
+DEFAULT_PHONE_REGION = "MY"
+
+
+def e164_phone(raw: str) -> str:
+    """The phone in E.164 form; RuleViolation unless it is a possible number. Spaces, dashes,
+    dots and brackets are accepted as separators (people type them)."""
+    try:
+        number = phonenumbers.parse(raw, DEFAULT_PHONE_REGION)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or number.extension or not phonenumbers.is_possible_number(number):
+        raise RuleViolation("phone must be a phone number in E.164 form, e.g. +60123456789")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def check_avatar_url(raw: str) -> str:
+    """An absolute http(s) URL: anything else (`javascript:`, `data:`, relative paths) would be
+    rendered by clients as a link or an image source."""
+    value = raw.strip()
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = None
+    if (parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname
+            or len(value) > MAX_AVATAR_URL_LENGTH
+            or any(ch.isspace() or ord(ch) < 32 for ch in value)):
+        raise RuleViolation("avatar_url must be an http or https URL")
+    return value
 
 
 def profile_changes(current: dict, change: ProfileChange) -> dict[str, str]:
-    """The columns to update: empty strings mean "unchanged". As in the original the phone is
-    not checked for format here (clients send "012-345 6789" and the like), only its length."""
+    """The columns to update: empty strings mean "unchanged" (the contract's rule)."""
     updates: dict[str, str] = {}
     if change.full_name and change.full_name.strip():
         updates["full_name"] = check_full_name(change.full_name)
     if change.phone and change.phone.strip():
-        phone = change.phone.strip()
-        if len(phone) > MAX_PHONE_LENGTH:
-            raise RuleViolation(f"phone must be at most {MAX_PHONE_LENGTH} characters")
-        updates["phone"] = phone
+        updates["phone"] = e164_phone(change.phone)
     if change.avatar_url and change.avatar_url.strip():
-        updates["avatar_url"] = change.avatar_url.strip()
+        updates["avatar_url"] = check_avatar_url(change.avatar_url)
     return {k: v for k, v in updates.items() if current.get(k) != v}
 
 

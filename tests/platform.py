@@ -324,3 +324,16 @@ class Platform:
         async def found():
             return await self.events_of(topic, type_, **data_match)
         return await wait_until(found, timeout, 0.3, f"{type_} on {topic} {data_match}")
+
+
+def days_ahead(days: int, hour: int = 10, minute: int = 0) -> tuple[str, str]:
+    """A time `days` from today at hour:minute Malaysia time (bookings are scheduled at most 90
+    days ahead, so tests cannot use fixed dates): (the offset-less local ISO string the Flutter
+    app sends, the same instant as the API returns it in UTC)."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    local = (datetime.now(ZoneInfo("Asia/Kuala_Lumpur")) + timedelta(days=days)).replace(
+        hour=hour, minute=minute, second=0, microsecond=0)
+    utc = local.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return local.replace(tzinfo=None).isoformat(timespec="milliseconds"), utc

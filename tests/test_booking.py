@@ -15,7 +15,7 @@ from core.db import Database
 from domain import booking as rules
 from models.events import new_event
 from stores import booking as store
-from tests.platform import Platform, wait_until
+from tests.platform import Platform, days_ahead, wait_until
 
 KL_A = (3.139, 101.6869)
 KL_B = (3.15, 101.71)
@@ -99,13 +99,24 @@ async def test_create_prices_booking_and_emits_requested(platform, new_client, p
 
 async def test_scheduled_at_rfc3339_and_local_time(platform, new_client):
     owner = await new_client("owner")
-    data = await book(owner, scheduled_at="2026-12-01T10:00:00+08:00")
-    assert data["scheduled_at"] == "2026-12-01T02:00:00Z"
-    data = await book(owner, scheduled_at="2026-12-01T10:00:00.000")  # Flutter, no offset
-    assert data["scheduled_at"] == "2026-12-01T02:00:00Z"
+    local, utc = days_ahead(1)
+    data = await book(owner, scheduled_at=local + "+08:00")
+    assert data["scheduled_at"] == utc
+    data = await book(owner, scheduled_at=local)  # Flutter, no offset: Malaysia time
+    assert data["scheduled_at"] == utc
     status, body = await owner.post(B, booking_body(scheduled_at="next tuesday"))
     assert status == 400 and body["success"] is False
     assert body["error"].startswith("invalid scheduled_at")
+
+
+async def test_scheduled_at_within_now_and_90_days(platform, new_client):
+    owner = await new_client("owner")
+    window = {"success": False,
+              "error": "scheduled_at must be between 5 minutes ago and 90 days from now"}
+    for when in ("9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00Z", "2000-01-01T00:00:00Z",
+                 days_ahead(91)[0], days_ahead(-1)[0]):
+        assert await owner.post(B, booking_body(scheduled_at=when)) == (400, window), when
+    assert (await book(owner, scheduled_at=days_ahead(89)[0]))["scheduled_at"] == days_ahead(89)[1]
 
 
 async def test_nulls_from_flutter_clients_mean_absent(platform, new_client):
@@ -333,7 +344,7 @@ async def test_decline(platform, new_client):
 
 async def test_rebook(platform, new_client):
     owner, stranger = await new_client("owner"), await new_client("owner")
-    old = await book(owner, pet_type="dog", weight=8, scheduled_at="2026-12-01T10:00:00Z")
+    old = await book(owner, pet_type="dog", weight=8, scheduled_at=days_ahead(2)[0])
     await owner.post(f"{B}/{old['id']}/cancel")
     status, body = await owner.post(f"{B}/{old['id']}/rebook")
     assert status == 201, body

@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 import kilat
 from tests.conftest import Client, signed_in_admin
-from tests.platform import Platform, wait_until
+from tests.platform import Platform, days_ahead, wait_until
 from web.openapi import build_spec
 
 SPEC = build_spec(kilat.app.web.web_app)
@@ -353,7 +353,7 @@ def valid_body(method: str, route: str, w: World, u: str) -> Any:
     booking = {**BOOKING, "pet_spec": {**BOOKING["pet_spec"], "breed": "Persian", "age_months": 3,
                                        "vaccinations": [{"vaccine_name": "rabies",
                                                          "date_given": "2026-01-01"}]},
-               "scheduled_at": "2026-12-01T10:00:00Z", "notes": "n"}
+               "scheduled_at": days_ahead(1)[0], "notes": "n"}
     bodies = {
         "/api/v1/auth/register": {"email": f"f{u}@kilat.test", "password": "Secret123!",
                                   "full_name": "Fuzz", "role": "owner", "phone": "+60123456789"},
@@ -665,6 +665,25 @@ async def test_injection_strings_in_query_and_path_are_inert(world: World) -> No
             if problem or status not in allowed:
                 wrong.append(f"GET {path} as {role}: {status} {body!r} {problem or ''}")
     assert not wrong, "\n".join(wrong) + "\n--- worker log ---\n" + world.worker_errors()
+
+
+async def test_page_past_the_bound_is_a_clear_400_on_every_list(world: World) -> None:
+    """A page deep enough to overflow OFFSET (bigint) was a 500; past 10,000 it is now a 400,
+    and the largest allowed page is an empty list."""
+    b, unknown = world.ids["booking"], world.ids["unknown"]
+    lists = [("owner", "/api/v1/bookings"), ("admin", "/api/v1/admin/bookings"),
+             ("owner", "/api/v1/payments"), ("admin", "/api/v1/admin/payments"),
+             ("owner", "/api/v1/notifications"), ("owner", "/api/v1/reviews/me"),
+             ("anon", f"/api/v1/reviews/runner/{unknown}"), ("owner", f"/api/v1/chat/{b}/messages"),
+             ("admin", "/api/v1/admin/users")]
+    for role, path in lists:
+        for page in ("9223372036854775807", "10001", "1" + "0" * 40):
+            status, body, _ = await world.send(role, "GET", f"{path}?page={page}&limit=100", None)
+            assert (status, body) == (400, {"success": False,
+                                            "error": "page must be at most 10000"}), (path, page)
+        status, body, _ = await world.send(role, "GET", f"{path}?page=10000&limit=100", None)
+        assert status == 200 and body["data"] == [], (path, status, body)
+        assert body["pagination"]["page"] == 10000
 
 
 async def test_timezone_naming_a_directory_or_too_long_is_400(world: World) -> None:

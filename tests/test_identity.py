@@ -238,7 +238,8 @@ async def test_update_profile(platform: Platform, new_client) -> None:
         "full_name": "Siti Binti Ali", "phone": "0198765432",
         "avatar_url": "https://cdn.kilat.my/a.png"})
     assert status == 200, body
-    assert body["data"] == {**owner.user, "full_name": "Siti Binti Ali", "phone": "0198765432",
+    # A local Malaysian number is stored in E.164.
+    assert body["data"] == {**owner.user, "full_name": "Siti Binti Ali", "phone": "+60198765432",
                             "avatar_url": "https://cdn.kilat.my/a.png"}
     # Empty strings leave fields as they are.
     status, body = await owner.put("/api/v1/auth/profile",
@@ -246,15 +247,25 @@ async def test_update_profile(platform: Platform, new_client) -> None:
     assert status == 200 and body["data"]["full_name"] == "Siti Binti Ali"
     assert (await owner.get("/api/v1/auth/profile"))[1]["data"] == body["data"]
     status, body = await owner.put("/api/v1/auth/profile", {"phone": " 012-345 6789 "})
-    assert status == 200 and body["data"]["phone"] == "012-345 6789"  # not checked here
-    assert await owner.put("/api/v1/auth/profile", {"phone": "1" * 21}) == (
-        400, err("phone must be at most 20 characters"))
+    assert status == 200 and body["data"]["phone"] == "+60123456789"
+    status, body = await owner.put("/api/v1/auth/profile", {"phone": "+44 20 7946 0958"})
+    assert status == 200 and body["data"]["phone"] == "+442079460958"
+    for phone in ("1" * 21, "12", "call me", "+60 12 345 6789 ext 9", "<script>"):
+        assert await owner.put("/api/v1/auth/profile", {"phone": phone}) == (
+            400, err("phone must be a phone number in E.164 form, e.g. +60123456789")), phone
+    for url in ("javascript:alert(document.cookie)", "JAVASCRIPT:alert(1)", "data:text/html,x",
+                "//evil.test/a.png", "/a.png", "ftp://x.test/a.png", "https://", "http://a b.test/",
+                "https://x.test/" + "a" * 2100):
+        assert await owner.put("/api/v1/auth/profile", {"avatar_url": url}) == (
+            400, err("avatar_url must be an http or https URL")), url
+    assert (await owner.get("/api/v1/auth/profile"))[1]["data"]["avatar_url"] == (
+        "https://cdn.kilat.my/a.png")
     assert await owner.put("/api/v1/auth/profile", {"full_name": "n" * 256}) == (
         400, err("full_name must be at most 255 characters"))
     status, body = await owner.put("/api/v1/auth/profile", {"full_name": 42})
     assert status == 400 and "FullName" in body["error"]
     rows = platform.sql("SELECT version FROM users WHERE id = %s", (owner.user["id"],))
-    assert rows == [{"version": 3}]  # the two successful changes
+    assert rows == [{"version": 4}]  # the three successful changes
 
 
 async def test_update_profile_lost_update_is_409(platform: Platform, new_client) -> None:

@@ -17,7 +17,7 @@ import aiohttp
 import jwt
 
 from tests.conftest import Client
-from tests.platform import JWT_SECRET, Platform, wait_until
+from tests.platform import JWT_SECRET, Platform, days_ahead, wait_until
 from tests.test_identity import reset_token_from_log
 
 RFC3339_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
@@ -84,7 +84,7 @@ def app_mobile_booking(pickup: tuple[float, float]) -> dict[str, Any]:
                          "special_needs": "", "photo_url": "https://img.kilat.test/rex.jpg"},
             "pickup_address": address(pickup, "3 Jalan Bukit Bintang"),
             "dropoff_address": address(dropoff, "4 Jalan Sultan Ismail"),
-            "scheduled_at": "2026-12-24T10:30:00.000",
+            "scheduled_at": days_ahead(23, 10, 30)[0],
             "notes": ""}
 
 
@@ -490,7 +490,7 @@ async def test_app_mobile_owner_journey(platform: Platform, http, new_client) ->
     assert spec["age_months"] == 30 and spec["photo_url"] == req["pet_spec"]["photo_url"]
     assert spec["weight_kg"] == 12.5 and spec["vaccinations"][0]["vaccine_name"] == "Rabies"
     # 10:30 Malaysia time (UTC+8) is 02:30Z.
-    assert booking["scheduled_at"] == "2026-12-24T02:30:00Z"
+    assert booking["scheduled_at"] == days_ahead(23, 10, 30)[1]
     assert booking["crate_requirement"]["minimum_size"] == "medium"
     bid, path = booking["id"], f"/api/v1/bookings/{booking['id']}"
 

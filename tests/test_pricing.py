@@ -86,14 +86,22 @@ def test_booking_number() -> None:
 
 
 def test_scheduled_at() -> None:
-    assert rules.parse_scheduled_at("2026-12-01T10:00:00Z") == datetime(2026, 12, 1, 10,
-                                                                         tzinfo=UTC)
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    assert rules.parse_scheduled_at("2026-12-01T10:00:00Z", now) == datetime(2026, 12, 1, 10,
+                                                                              tzinfo=UTC)
     # Without an offset (Flutter's toIso8601String of a local time): Malaysia time, UTC+8.
-    local = rules.parse_scheduled_at("2026-12-01T10:00:00.000")
+    local = rules.parse_scheduled_at("2026-12-01T10:00:00.000", now)
     assert local is not None and local.astimezone(UTC) == datetime(2026, 12, 1, 2, tzinfo=UTC)
-    assert rules.parse_scheduled_at(None) is None
-    with pytest.raises(rules.BookingRuleError):
-        rules.parse_scheduled_at("tomorrow")
+    assert rules.parse_scheduled_at(None, now) is None
+    with pytest.raises(rules.BookingRuleError, match="RFC 3339"):
+        rules.parse_scheduled_at("tomorrow", now)
+    # Between now - 5 minutes and now + 90 days, both ends included.
+    assert rules.parse_scheduled_at("2026-11-30T11:55:00Z", now) is not None
+    assert rules.parse_scheduled_at("2027-02-28T12:00:00Z", now) is not None
+    for outside in ("2026-11-30T11:54:59Z", "2027-02-28T12:00:01Z", "0001-01-01T00:00:00Z",
+                    "9999-12-31T23:59:59-12:00", "9999-12-31T23:59:59"):
+        with pytest.raises(rules.BookingRuleError, match="between 5 minutes ago"):
+            rules.parse_scheduled_at(outside, now)
 
 
 def test_status_filter() -> None:

@@ -276,7 +276,7 @@ async def create_booking(request: web.Request) -> web.Response:
     principal = require_role(request, "owner")
     body = await parse_body(request, CreateBookingRequest)
     try:
-        scheduled_at = rules.parse_scheduled_at(body.scheduled_at)
+        scheduled_at = rules.parse_scheduled_at(body.scheduled_at, datetime.now(UTC))
     except rules.BookingRuleError as exc:
         raise bad_request(str(exc)) from None
     with domain_errors():

@@ -314,10 +314,16 @@ def _accepts_none(annotation: Any) -> bool:
     return False
 
 
+# Deep pages are refused rather than passed to OFFSET: a page past this is a client bug or a
+# probe (and 2**63 overflows PostgreSQL's bigint), never a person paging through a list.
+MAX_PAGE = 10_000
+
+
 def page_params(request: web.Request, *, default_limit: int = 20, max_limit: int = 100,
                 over_max: int | None = None) -> tuple[int, int]:
     """(page, limit) from the query. page<1 → 1; limit<1 → default; limit>max → `over_max`
-    (the contract clamps some lists to the max and resets others to the default)."""
+    (the contract clamps some lists to the max and resets others to the default); unparsable
+    values → the defaults; page > MAX_PAGE → 400."""
     def _int(name: str, default: int) -> int:
         try:
             return int(request.query.get(name, default))
@@ -325,6 +331,8 @@ def page_params(request: web.Request, *, default_limit: int = 20, max_limit: int
             return default
 
     page = max(_int("page", 1), 1)
+    if page > MAX_PAGE:
+        raise bad_request(f"page must be at most {MAX_PAGE}")
     limit = _int("limit", default_limit)
     if limit < 1:
         limit = default_limit
