@@ -59,6 +59,9 @@ class Settings:
     smtp_from: str = "no-reply@kilat.my"
     templates_dir: str = ""
     outbox_poll_s: float = 0.05
+    db_statement_timeout_ms: int = 8_000
+    db_lock_timeout_ms: int = 5_000
+    db_idle_in_transaction_timeout_ms: int = 15_000
     log_json: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -116,5 +119,8 @@ def settings() -> Settings:
         smtp_from=os.environ.get("SMTP_FROM", "no-reply@kilat.my"),
         templates_dir=os.environ.get("TEMPLATES_DIR", ""),
         outbox_poll_s=_float("KILAT_OUTBOX_POLL_S", 0.05),
+        db_statement_timeout_ms=_int("KILAT_DB_STATEMENT_TIMEOUT_MS", 8_000),
+        db_lock_timeout_ms=_int("KILAT_DB_LOCK_TIMEOUT_MS", 5_000),
+        db_idle_in_transaction_timeout_ms=_int("KILAT_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 15_000),
         log_json=os.environ.get("KILAT_LOG_JSON", "") in ("1", "true", "yes"),
     )

@@ -4,15 +4,14 @@
   the dead-letter topic with its reason; the partition moves on.
 * An event already handled by this consumer (same event id in `processed_events`) is skipped, so
   redelivery and replay have no second effect.
-* While the database is unreachable the handler is retried with backoff: the partition waits
-  rather than losing the event.
+* A transient database failure (unreachable, timeouts, lock or serialization conflicts) is
+  retried with backoff (core/retry.py): the partition waits rather than losing the event.
 * The agent's own position is stored with the effects, and messages Faust committed past
   without handing them over are read back first (core/gaps.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -21,8 +20,9 @@ from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from core.db import Connection, DatabaseUnavailable, db
+from core.db import Connection, db
 from core.gaps import OffsetGuard, guard_for, without_gaps
+from core.retry import retrying
 from core.sink import BatchingSink
 from models.events import CloudEvent, MalformedEvent, decode_event, now_rfc3339
 from models.platform import processed_events
@@ -31,7 +31,6 @@ from web.metrics import EVENTS_PROCESSED
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Connection, CloudEvent], Awaitable[Any]]
-MAX_BACKOFF_S = 5.0
 
 
 async def first_time(conn: Connection, consumer: str, event_id: str) -> bool:
@@ -71,23 +70,19 @@ async def dead_letter(reason: str, consumer: str, raw: Any, *, key: bytes | None
 async def handle_once(guard: OffsetGuard, message: Any, event: CloudEvent,
                       handler: Handler) -> bool:
     """Run `handler` for `event` exactly once per consumer, storing the agent's position in the
-    same transaction; retries while the DB is down.
+    same transaction; transient database failures (core/retry.py) are waited out, never
+    dead-lettered.
 
     Returns False if the event had already been handled."""
-    consumer = guard.consumer
-    delay = 0.2
-    while True:
-        try:
-            async with db.transaction() as conn:
-                if not await first_time(conn, consumer, event.id):
-                    return False
-                await handler(conn, event)
-                await guard.record(conn, [message])
-                return True
-        except DatabaseUnavailable as exc:
-            log.warning("%s: database unavailable (%s); retrying in %.1fs", consumer, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_BACKOFF_S)
+    async def once() -> bool:
+        async with db.transaction() as conn:
+            if not await first_time(conn, guard.consumer, event.id):
+                return False
+            await handler(conn, event)
+            await guard.record(conn, [message])
+            return True
+
+    return await retrying(once, f"{guard.consumer} on {event.type} {event.id}")
 
 
 async def consume(stream: Any, consumer: str, handlers: dict[str, Handler]) -> None:

@@ -28,7 +28,24 @@ Row = dict[str, Any]
 
 
 class DatabaseUnavailable(RuntimeError):
-    """The database cannot be reached; callers answer 503 or retry."""
+    """The database cannot do this now, though it may in a moment: unreachable, restarting, a
+    pool, statement or lock timeout, a serialization failure or deadlock (psycopg2 raises all
+    of those as OperationalError). Views answer 503; agents retry (core/retry.py)."""
+
+
+# aiopg gives up on an operation after this long (asyncio.TimeoutError, connection unusable).
+OPERATION_TIMEOUT_S = 10.0
+
+
+def session_options() -> str:
+    """Bounds every session sets, so that no transaction holds locks for ever: a worker frozen
+    mid-transaction is cut off by the server (its locks released), a lock wait or a statement
+    ends with an error we retry, and the server's statement timeout fires before aiopg's
+    operation timeout (a clean error instead of a connection left mid-query)."""
+    cfg = settings()
+    return (f"-c statement_timeout={cfg.db_statement_timeout_ms} "
+            f"-c lock_timeout={cfg.db_lock_timeout_ms} "
+            f"-c idle_in_transaction_session_timeout={cfg.db_idle_in_transaction_timeout_ms}")
 
 
 def compile_statement(stmt: ClauseElement | str, params: Mapping[str, Any] | None = None):
@@ -56,12 +73,23 @@ class Connection:
 
     async def _run(self, stmt: ClauseElement | str, params: Mapping[str, Any] | None):
         sql, bound = compile_statement(stmt, params)
-        cur = await self.raw.cursor()
+        cur = None
         try:
+            cur = await self.raw.cursor()
             await cur.execute(sql, bound)
-        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
-            cur.close()
-            raise DatabaseUnavailable(str(exc)) from exc
+        except (psycopg2.OperationalError, psycopg2.InterfaceError, TimeoutError) as exc:
+            if cur is not None:
+                cur.close()
+            raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
+        except asyncio.CancelledError:
+            if cur is not None:
+                cur.close()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # a real cancellation (the worker is stopping)
+            # aiopg turns the server's QueryCanceled (our statement_timeout) into a bare
+            # CancelledError; nobody cancelled this task, so it is a timeout to retry.
+            raise DatabaseUnavailable("canceling statement due to statement timeout") from None
         return cur
 
     async def execute(self, stmt: ClauseElement | str, params: Mapping[str, Any] | None = None) -> int:
@@ -98,9 +126,11 @@ class Connection:
 class Database:
     """A pool of aiopg connections with transaction helpers."""
 
-    def __init__(self, dsn: str | None = None, *, maxsize: int = 10) -> None:
+    def __init__(self, dsn: str | None = None, *, maxsize: int = 10,
+                 options: str | None = None) -> None:
         self.dsn = dsn or settings().database_url
         self.maxsize = maxsize
+        self.options = options
         self._pool: aiopg.Pool | None = None
         self._lock = asyncio.Lock()
 
@@ -110,8 +140,9 @@ class Database:
                 if self._pool is None:
                     try:
                         self._pool = await aiopg.create_pool(
-                            self.dsn, minsize=1, maxsize=self.maxsize, timeout=10,
-                            pool_recycle=300,
+                            self.dsn, minsize=1, maxsize=self.maxsize,
+                            timeout=OPERATION_TIMEOUT_S, pool_recycle=300,
+                            options=self.options or session_options(),
                         )
                     except (TimeoutError, psycopg2.OperationalError, OSError) as exc:
                         raise DatabaseUnavailable(str(exc)) from exc
@@ -127,7 +158,7 @@ class Database:
     async def connect(self) -> AsyncIterator[Connection]:
         pool = await self.pool()
         try:
-            raw = await asyncio.wait_for(pool.acquire(), timeout=10)
+            raw = await asyncio.wait_for(pool.acquire(), timeout=OPERATION_TIMEOUT_S)
         except (TimeoutError, psycopg2.OperationalError, OSError) as exc:
             raise DatabaseUnavailable(str(exc)) from exc
         try:

@@ -31,11 +31,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from core.db import Connection, db
 from core.positions import positions_after, record_positions, stored_position
+from core.retry import retrying
 from models.events import new_event
 from web.metrics import GAP_MESSAGES_RECOVERED
 
 log = logging.getLogger(__name__)
-MAX_BACKOFF_S = 5.0
 READ_TIMEOUT_S = 30.0
 
 
@@ -208,16 +208,7 @@ class OffsetGuard:
 
 async def _retrying(call, consumer: str) -> Any:
     """Kafka is briefly unreachable during broker restarts: wait rather than lose the gap."""
-    delay = 0.2
-    while True:
-        try:
-            return await call()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("%s: cannot read skipped messages yet (%r); retrying", consumer, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_BACKOFF_S)
+    return await retrying(call, f"{consumer}: reading skipped messages", transient=(Exception,))
 
 
 async def without_gaps(events: AsyncIterator[Any], guard: OffsetGuard) -> AsyncIterator[Any]:

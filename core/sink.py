@@ -15,8 +15,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from core.db import Connection, DatabaseUnavailable, db
+from core.db import Connection, db
 from core.gaps import OffsetGuard
+from core.retry import retrying
 
 log = logging.getLogger(__name__)
 
@@ -59,22 +60,16 @@ class BatchingSink:
         async with self._lock:
             rows, events = self._rows, self._events
             self._rows, self._events = [], []
+            async def commit() -> None:
+                async with db.transaction() as conn:
+                    if rows:
+                        await self.write(conn, rows)
+                    if self.guard is not None:
+                        await self.guard.record(conn, events)
+
             try:
                 if rows or (events and self.guard is not None):
-                    delay = 0.2
-                    while True:
-                        try:
-                            async with db.transaction() as conn:
-                                if rows:
-                                    await self.write(conn, rows)
-                                if self.guard is not None:
-                                    await self.guard.record(conn, events)
-                            break
-                        except DatabaseUnavailable as exc:
-                            log.warning("sink %s: database unavailable (%s); retrying",
-                                        self.name, exc)
-                            await asyncio.sleep(delay)
-                            delay = min(delay * 2, 5.0)
+                    await retrying(commit, f"sink {self.name}")
             except BaseException:
                 # Cancelled (worker stopping) or failed: put the batch back in front, so no
                 # later event is acked before these (Faust would commit past the gap).
@@ -85,11 +80,16 @@ class BatchingSink:
                 event.ack()
             return len(rows)
 
+    async def tick(self) -> None:
+        """Flush from a timer. A timer that raises stops the worker, so a failed batch is logged
+        and stays queued for the next tick (transient failures are already retried inside)."""
+        try:
+            await self.flush()
+        except Exception:
+            log.exception("sink %s flush failed; the batch stays queued", self.name)
+
     async def run(self, should_stop: Callable[[], bool]) -> None:
         """Flush every `max_delay` seconds until `should_stop()`."""
         while not should_stop():
             await asyncio.sleep(self.max_delay)
-            try:
-                await self.flush()
-            except Exception:
-                log.exception("sink %s flush failed", self.name)
+            await self.tick()

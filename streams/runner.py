@@ -110,5 +110,5 @@ async def handle(event) -> None:
 
 @app.timer(location_sink.max_delay, name="kilat.runner-locations-flush")
 async def flush_locations() -> None:
-    await location_sink.flush()
+    await location_sink.tick()
 

@@ -21,16 +21,16 @@ is committed (or at once when it is dropped). Crash-safety of the mix:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
 from core.config import topic_name
 from core.consuming import consume_into_sink, first_time
-from core.db import Connection, DatabaseUnavailable, Row, db
+from core.db import Connection, Row, db
 from core.gaps import guard_for
 from core.outbox import emit
+from core.retry import retrying
 from core.sink import BatchingSink
 from domain import tracking as rules
 from kilat import app, cfg, tracking_events
@@ -141,17 +141,13 @@ LIFECYCLE = {
 
 
 async def run_lifecycle(event: CloudEvent, handler) -> Row | None:
-    """Claim the event and run its handler in one transaction; wait out database outages."""
-    delay = 0.2
-    while True:
-        try:
-            async with db.transaction() as conn:
-                fresh = await first_time(conn, CONSUMER, event.id)
-                return await handler(conn, event, fresh)
-        except DatabaseUnavailable as exc:
-            log.warning("%s: database unavailable (%s); retrying", CONSUMER, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    """Claim the event and run its handler in one transaction; wait out transient failures."""
+    async def once() -> Row | None:
+        async with db.transaction() as conn:
+            fresh = await first_time(conn, CONSUMER, event.id)
+            return await handler(conn, event, fresh)
+
+    return await retrying(once, f"{CONSUMER} on {event.type} {event.id}")
 
 
 async def handle_lifecycle(msg, event: CloudEvent) -> None:
@@ -235,4 +231,4 @@ async def tracking_trips(stream):
 
 @app.timer(waypoint_sink.max_delay, name="kilat.waypoints-flush")
 async def flush_waypoints() -> None:
-    await waypoint_sink.flush()
+    await waypoint_sink.tick()
