@@ -15,6 +15,7 @@ from aiohttp import web
 
 from core.db import DatabaseUnavailable
 from kilat import app
+from tables.routing import OwnerUnknown
 from web import (
     booking,
     health,
@@ -75,6 +76,12 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         response = json_response(
             {"success": False, "error": "service unavailable",
              "detail": "database unavailable"}, 503, headers={"Retry-After": "5"})
+    except OwnerUnknown as exc:
+        log.info("live data not reachable yet: %s", exc)
+        response = json_response(
+            {"success": False, "error": "service unavailable",
+             "detail": "live data is moving between workers; retry shortly"}, 503,
+            headers={"Retry-After": "1"})
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         response = json_response({"success": False, "error": "internal server error"}, 500)
