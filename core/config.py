@@ -62,6 +62,7 @@ class Settings:
     db_statement_timeout_ms: int = 8_000
     db_lock_timeout_ms: int = 5_000
     db_idle_in_transaction_timeout_ms: int = 15_000
+    idempotency_lease_s: float = 60.0
     log_json: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -122,5 +123,6 @@ def settings() -> Settings:
         db_statement_timeout_ms=_int("KILAT_DB_STATEMENT_TIMEOUT_MS", 8_000),
         db_lock_timeout_ms=_int("KILAT_DB_LOCK_TIMEOUT_MS", 5_000),
         db_idle_in_transaction_timeout_ms=_int("KILAT_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 15_000),
+        idempotency_lease_s=_float("IDEMPOTENCY_LEASE_S", 60.0),
         log_json=os.environ.get("KILAT_LOG_JSON", "") in ("1", "true", "yes"),
     )

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import aiopg
@@ -123,6 +124,13 @@ class Connection:
         return next(iter(row.values())) if row else None
 
 
+# Run inside the first transaction the current task opens, before the caller's statements, and
+# committed or rolled back with them. A request's Idempotency-Key claim binds itself to the
+# request's effects this way (web/idempotency.py) without every view having to pass it along.
+first_transaction_hook: ContextVar[Callable[[Connection], Awaitable[None]] | None] = ContextVar(
+    "first_transaction_hook", default=None)
+
+
 class Database:
     """A pool of aiopg connections with transaction helpers."""
 
@@ -172,6 +180,10 @@ class Database:
         async with self.connect() as conn:
             await conn.execute("BEGIN")
             try:
+                hook = first_transaction_hook.get()
+                if hook is not None:
+                    first_transaction_hook.set(None)
+                    await hook(conn)
                 yield conn
             except BaseException:
                 try:

@@ -38,7 +38,7 @@ HOP_BY_HOP = {
 DEFAULT_ORIGINS = (
     "http://localhost:3000,http://localhost:3001,http://localhost:3002,http://localhost:8080"
 )
-CORS_ALLOW_HEADERS = "Origin, Content-Type, Accept, Authorization, X-Request-ID"
+CORS_ALLOW_HEADERS = "Origin, Content-Type, Accept, Authorization, X-Request-ID, Idempotency-Key"
 CORS_ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",

@@ -3,7 +3,18 @@ agents' durable positions."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, String, Table, Text, func
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 
 from models.base import metadata
@@ -40,4 +51,22 @@ consumer_positions = Table(
     Column("partition", Integer, primary_key=True),
     Column("next_offset", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Idempotency-Key of a client's request (web/idempotency.py): the request's fingerprint, which
+# attempt holds it, and once answered the response to replay. `state`: started (claimed, no
+# effect yet), committed (the request's first transaction committed with it), done (answered).
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("scope", String(64), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempt", String(36), nullable=False),
+    Column("locked_until", DateTime(timezone=True), nullable=False),
+    Column("status", Integer),
+    Column("content_type", String(100)),
+    Column("body", LargeBinary),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_idempotency_keys_created_at", "created_at"),
 )

@@ -3,6 +3,7 @@
 from streams import (  # noqa: F401
     booking,
     clients,
+    housekeeping,
     identity,
     monitoring,
     notification,

@@ -28,6 +28,7 @@ from web import (
     tracking,
 )
 from web.http import ApiError, json_response
+from web.idempotency import idempotency
 from web.metrics import observe_request
 
 log = logging.getLogger("kilat.http")
@@ -97,5 +98,6 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 
 _web_app = app.web.web_app
 _web_app.middlewares.append(request_context)
+_web_app.middlewares.append(idempotency)  # inside request_context: it sees views' errors
 for _module in (health, metrics, identity, booking, payment, runner, tracking, notification, review):
     _web_app.router.add_routes(_module.routes)
