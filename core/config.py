@@ -2,20 +2,95 @@
 
 Every setting has a development default so that `make run` works on a fresh machine; in
 production (`KILAT_ENV=production`) the secrets must be given explicitly or the process refuses
-to start.
+to start. No secret is written in the repository: without `JWT_SECRET`, a development install
+generates one on first start and keeps it in `KILAT_SECRET_FILE`.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
+import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
-DEV_JWT_SECRET = "kilat-development-secret-do-not-use-in-production"
+ROOT = Path(__file__).resolve().parent.parent
+# One file per install (not per worker data dir): every worker, the gateway and the `kilat`
+# commands must sign and verify with the same secret.
+DEFAULT_SECRET_FILE = ROOT / "var" / "secrets" / "jwt-secret"
+MIN_SECRET_CHARS = 43  # 256 bits of URL-safe base64
 
 
 class ConfigError(RuntimeError):
     """Raised when the configuration is unsafe or incomplete."""
+
+
+def environment(env: Mapping[str, str]) -> str:
+    """The deployment kind (`development`, `test`, `production`) named by `env`."""
+    return env.get("KILAT_ENV", env.get("APP_ENV", "development"))
+
+
+def _read_secret_file(path: Path) -> str:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        mode = os.fstat(fd).st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(f"{path} is readable by others: chmod 600 it")
+        with os.fdopen(fd, "r", encoding="ascii", closefd=False) as f:
+            secret = f.read().strip()
+    finally:
+        os.close(fd)
+    if len(secret) < MIN_SECRET_CHARS:
+        raise ConfigError(f"{path} holds a secret shorter than {MIN_SECRET_CHARS} characters")
+    return secret
+
+
+def load_or_create_secret(path: Path) -> str:
+    """The secret kept in `path`, created (random, 0600) on first use.
+
+    Processes of one install may start at the same moment: the new secret is written in full to
+    a private temporary file and then hard-linked into place, which fails if another process won
+    the race; everyone then reads the one file, so all end with the same secret and nobody ever
+    reads a half-written one.
+    """
+    path = Path(path)
+    try:
+        return _read_secret_file(path)
+    except FileNotFoundError:
+        pass
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, (secrets.token_urlsafe(48) + "\n").encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+        finally:
+            os.unlink(tmp)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the JWT secret file {path}: {exc}") from exc
+    return _read_secret_file(path)
+
+
+def jwt_secret(env: Mapping[str, str] | None = None) -> str:
+    """The HS256 secret for tokens: `JWT_SECRET`, required in production; in any other
+    environment, when unset, the install's generated secret file (`KILAT_SECRET_FILE`)."""
+    env = os.environ if env is None else env
+    secret = env.get("JWT_SECRET", "")
+    if secret:
+        return secret
+    if environment(env) == "production":
+        raise ConfigError("JWT_SECRET must be set when KILAT_ENV=production")
+    return load_or_create_secret(Path(env.get("KILAT_SECRET_FILE") or DEFAULT_SECRET_FILE))
 
 
 def _int(name: str, default: int) -> int:
@@ -39,7 +114,7 @@ class Settings:
     canonical_url: str = ""
     web_host: str = "127.0.0.1"
     web_bind: str = "127.0.0.1"
-    jwt_secret: str = DEV_JWT_SECRET
+    jwt_secret: str = ""
     jwt_access_ttl_s: int = 15 * 60
     jwt_refresh_ttl_s: int = 7 * 24 * 3600
     jwt_issuer: str = "kilat-pet-runner"
@@ -64,6 +139,8 @@ class Settings:
     db_idle_in_transaction_timeout_ms: int = 15_000
     idempotency_lease_s: float = 60.0
     log_json: bool = False
+    # Addresses whose X-Forwarded-Proto is believed (for HSTS); empty: none.
+    trusted_proxies: frozenset[str] = frozenset()
     extra: dict = field(default_factory=dict)
 
     @property
@@ -78,14 +155,8 @@ def topic_name(name: str) -> str:
 
 @lru_cache(maxsize=1)
 def settings() -> Settings:
-    env = os.environ.get("KILAT_ENV", os.environ.get("APP_ENV", "development"))
-    secret = os.environ.get("JWT_SECRET", "")
-    if not secret:
-        if env == "production":
-            raise ConfigError("JWT_SECRET must be set when KILAT_ENV=production")
-        secret = DEV_JWT_SECRET
-    if env == "production" and secret == DEV_JWT_SECRET:
-        raise ConfigError("the development JWT secret cannot be used in production")
+    env = environment(os.environ)
+    secret = jwt_secret(os.environ)
     brokers = os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092")
     return Settings(
         env=env,
@@ -125,4 +196,7 @@ def settings() -> Settings:
         db_idle_in_transaction_timeout_ms=_int("KILAT_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 15_000),
         idempotency_lease_s=_float("IDEMPOTENCY_LEASE_S", 60.0),
         log_json=os.environ.get("KILAT_LOG_JSON", "") in ("1", "true", "yes"),
+        trusted_proxies=frozenset(
+            p.strip() for p in os.environ.get("KILAT_TRUSTED_PROXIES", "").split(",")
+            if p.strip()),
     )

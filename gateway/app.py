@@ -1,9 +1,11 @@
-"""Kilat API gateway (:8080): prefix routing, streaming reverse proxy, WebSocket tunnelling,
-per-client rate limiting, CORS, request ids and aggregated health.
+"""Kilat API gateway (:8080): path normalisation, prefix routing, streaming reverse proxy,
+WebSocket tunnelling, per-client rate limiting, CORS, request ids and aggregated health.
 
 Run with `kilat-gateway` (or `python -m gateway.app`). Settings come from the environment:
-`GATEWAY_PORT` (8080), `KILAT_UPSTREAM` / `UPSTREAM_<NAME>`, `RATE_LIMIT_PER_MIN` (100),
-`RATE_LIMIT_WINDOW_S` (60), `CORS_ORIGINS`, `GATEWAY_TRUSTED_PROXIES`, `GATEWAY_TIMEOUT_S` (30).
+`GATEWAY_HOST` (127.0.0.1, 0.0.0.0 in production), `GATEWAY_PORT` (8080), `KILAT_UPSTREAM` /
+`UPSTREAM_<NAME>`, `RATE_LIMIT_PER_MIN` (100), `RATE_LIMIT_WINDOW_S` (60), `CORS_ORIGINS`,
+`GATEWAY_TRUSTED_PROXIES`, `GATEWAY_TIMEOUT_S` (30), and the JWT secret like the workers
+(`JWT_SECRET`, else the install's `KILAT_SECRET_FILE`).
 """
 
 from __future__ import annotations
@@ -21,10 +23,20 @@ import aiohttp
 import jwt
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
+from yarl import URL
 
-from core.config import DEV_JWT_SECRET
+from core.config import Settings, environment, jwt_secret
+from core.headers import came_over_https, edge_headers
 from gateway.ratelimit import SlidingWindowLimiter
-from gateway.routes import Upstream, match, upstreams_from_env
+from gateway.routes import (
+    BadPath,
+    Upstream,
+    encode_path,
+    match,
+    match_prefix,
+    normalise,
+    upstreams_from_env,
+)
 
 log = logging.getLogger("kilat.gateway")
 access_log = logging.getLogger("kilat.gateway.access")
@@ -40,13 +52,10 @@ DEFAULT_ORIGINS = (
 )
 CORS_ALLOW_HEADERS = "Origin, Content-Type, Accept, Authorization, X-Request-ID, Idempotency-Key"
 CORS_ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "X-XSS-Protection": "1; mode=block",
-    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
-    "Referrer-Policy": "strict-origin-when-cross-origin",
-}
+# The gateway's own routes; everything else it serves is a prefix of gateway/routes.py.
+OWN_ROUTES = ("/health", "/openapi.json")
+# Headers the edge decides on its own: an upstream's value is never passed on.
+EDGE_OWNED = ("server", "strict-transport-security")
 
 UPSTREAMS = web.AppKey("upstreams", dict)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
@@ -72,21 +81,52 @@ def client_ip(request: web.Request) -> str:
     return remote
 
 
+def client_is_secure(request: web.Request) -> bool:
+    """TLS on our own listener, or `X-Forwarded-Proto: https` from a trusted proxy."""
+    return came_over_https(request.scheme, request.remote, request.headers,
+                           request.app[SETTINGS]["trusted_proxies"])
+
+
 def rate_key(request: web.Request) -> str:
-    """Who a request counts against: the signed-in user when the bearer token verifies,
-    otherwise the client address (so users behind one NAT do not share one budget)."""
+    """Who a request counts against: the signed-in user only when the bearer token's signature,
+    issuer, type and expiry verify (anyone can write a token with a made-up user id; it must
+    not buy a fresh budget), otherwise the client address (so users behind one NAT do not share
+    one budget)."""
     secret = request.app[SETTINGS]["jwt_secret"]
     header = request.headers.get("Authorization", "")
     token = header[7:].strip() if header[:7].lower() == "bearer " else request.query.get("token")
     if secret and token:
         try:
             claims = jwt.decode(token, secret, algorithms=["HS256"],
-                                options={"verify_aud": False})
-            if claims.get("user_id"):
+                                issuer=Settings.jwt_issuer,
+                                options={"require": ["exp", "iat", "sub"]})
+            if claims.get("token_type") == "access" and claims.get("user_id"):
                 return "user:" + str(claims["user_id"])
         except jwt.PyJWTError:
             pass
     return "ip:" + client_ip(request)
+
+
+def _route_of(path: str) -> str | None:
+    if path in OWN_ROUTES:
+        return path
+    found = match_prefix(path)
+    return found[0] if found else None
+
+
+def route_path(request: web.Request) -> web.Response | None:
+    """Normalise the request path before any routing (dot segments, also percent-encoded);
+    the result is what gets routed and forwarded, as `request["path"]`. A path whose dot
+    segments take it out of the prefix it names is refused, so no upstream path outside the
+    route table (a worker's /metrics, /readiness) can be reached."""
+    try:
+        literal, path = normalise(request.raw_path)
+    except BadPath as exc:
+        return _error(400, f"invalid request path: {exc}")
+    if path != literal and (_route_of(path) is None or _route_of(path) != _route_of(literal)):
+        return _error(404, "route not found")
+    request["path"] = path
+    return None
 
 
 # ---------------------------------------------------------------- middlewares
@@ -109,12 +149,10 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
             response = web.json_response({"error": "rate limit exceeded"}, status=429,
                                          headers={"Retry-After": str(retry_after)})
         else:
-            response = await handler(request)
+            response = route_path(request) or await handler(request)
 
     if not response.prepared:
         response.headers["X-Request-ID"] = request_id
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
         if allowed_origin:
             response.headers["Access-Control-Allow-Origin"] = allowed_origin
             response.headers["Access-Control-Allow-Credentials"] = "true"
@@ -130,6 +168,19 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         "ms": round((time.perf_counter() - started) * 1000, 2),
     }))
     return response
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Edge headers on every response the gateway sends, proxied and streamed ones included:
+    no software version in `Server`, `no-store` on auth answers, HSTS only over HTTPS."""
+    secure = client_is_secure(request)
+    for name, value in edge_headers(request.get("path", request.path), secure).items():
+        if name in ("Server", "Cache-Control"):
+            response.headers[name] = value
+        else:
+            response.headers.setdefault(name, value)
+    if not secure:
+        response.headers.pop("Strict-Transport-Security", None)
 
 
 # ---------------------------------------------------------------- health
@@ -192,7 +243,7 @@ def _forward_headers(request: web.Request) -> CIMultiDict:
     remote = request.remote or ""
     headers["X-Forwarded-For"] = f"{prior}, {remote}" if prior else remote
     headers["X-Forwarded-Host"] = request.host
-    headers["X-Forwarded-Proto"] = request.scheme
+    headers["X-Forwarded-Proto"] = "https" if client_is_secure(request) else "http"
     headers["X-Request-ID"] = request["request_id"]
     return headers
 
@@ -201,13 +252,21 @@ def _copy_response_headers(src: CIMultiDict, dst: web.StreamResponse) -> None:
     for name, value in src.items():
         lower = name.lower()
         # Upstream CORS headers are dropped: the gateway owns CORS (no duplicated headers).
-        if lower in HOP_BY_HOP or lower.startswith("access-control-"):
+        if lower in HOP_BY_HOP or lower in EDGE_OWNED or lower.startswith("access-control-"):
             continue
         dst.headers.add(name, value)
 
 
+def upstream_url(base: str, request: web.Request) -> URL:
+    """The upstream URL for the request: its normalised path encoded again (so the upstream
+    decodes exactly the path that was routed) and its query string as received."""
+    query = request.rel_url.raw_query_string
+    target = base + encode_path(request.get("path", request.path)) + ("?" + query if query else "")
+    return URL(target, encoded=True)
+
+
 async def proxy(request: web.Request) -> web.StreamResponse:
-    name = match(request.path)
+    name = match(request.get("path", request.path))
     if name is None:
         return _error(404, "route not found")
     upstream: Upstream = request.app[UPSTREAMS][name]
@@ -219,7 +278,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     body = request.content if request.body_exists else None
     try:
         upstream_resp = await session.request(
-            request.method, base + request.raw_path,
+            request.method, upstream_url(base, request),
             headers=_forward_headers(request), data=body, allow_redirects=False,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=timeout),
         )
@@ -233,8 +292,6 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(status=upstream_resp.status, reason=upstream_resp.reason)
         _copy_response_headers(upstream_resp.headers, response)
         response.headers["X-Request-ID"] = request["request_id"]
-        for header, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(header, value)
         origin = request.headers.get("Origin", "")
         if origin in request.app[SETTINGS]["cors_origins"]:
             response.headers["Access-Control-Allow-Origin"] = origin
@@ -257,7 +314,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
 async def tunnel_websocket(request: web.Request, base: str) -> web.StreamResponse:
     """Connect upstream first (so its 4xx reaches the client), then pump frames both ways."""
     session = request.app[SESSION]
-    target = base.replace("http", "ws", 1) + request.path_qs
+    target = upstream_url(base.replace("http", "ws", 1), request)
     headers = {k: v for k, v in _forward_headers(request).items()
                if k.lower() in ("authorization", "x-forwarded-for", "x-request-id", "origin")}
     try:
@@ -266,7 +323,7 @@ async def tunnel_websocket(request: web.Request, base: str) -> web.StreamRespons
     except aiohttp.WSServerHandshakeError as exc:
         # Replay the refusal with its body: ask again without the upgrade.
         try:
-            async with session.get(base + request.path_qs, headers=headers) as resp:
+            async with session.get(upstream_url(base, request), headers=headers) as resp:
                 body = await resp.read()
                 return web.Response(status=exc.status, body=body,
                                     content_type=resp.content_type or "application/json")
@@ -315,8 +372,8 @@ def create_app(env: dict[str, str] | None = None) -> web.Application:
                             if p.strip()},
         "timeout": float(env.get("GATEWAY_TIMEOUT_S", 30)),
         "openapi": _read_openapi(Path(env.get("KILAT_OPENAPI_PATH", OPENAPI_PATH))),
-        "jwt_secret": env.get("JWT_SECRET") or (
-            DEV_JWT_SECRET if env.get("KILAT_ENV", "development") != "production" else ""),
+        # The workers' secret (the same rule and file), to verify tokens for the rate limit.
+        "jwt_secret": jwt_secret(env),
     }
 
     async def open_session(app: web.Application) -> None:
@@ -330,6 +387,7 @@ def create_app(env: dict[str, str] | None = None) -> web.Application:
 
     app.on_startup.append(open_session)
     app.on_cleanup.append(close_session)
+    app.on_response_prepare.append(security_headers)
     app.router.add_get("/health", health)
     app.router.add_get("/openapi.json", openapi_document)
     app.router.add_route("*", "/{tail:.*}", proxy)
@@ -340,7 +398,10 @@ def main() -> None:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     port = int(os.environ.get("GATEWAY_PORT", 8080))
-    host = os.environ.get("GATEWAY_HOST", "0.0.0.0")
+    # The public edge binds every interface only where that is the point (production, or told
+    # so); a development install stays on the loopback interface.
+    default_host = "0.0.0.0" if environment(os.environ) == "production" else "127.0.0.1"
+    host = os.environ.get("GATEWAY_HOST") or default_host
     web.run_app(create_app(), host=host, port=port, access_log=None, print=None)
 
 

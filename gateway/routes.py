@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from urllib.parse import quote, unquote
 
 UPSTREAM_NAMES = ("identity", "booking", "payment", "runner", "tracking", "notification", "review")
 
@@ -44,12 +45,69 @@ PREFIXES: tuple[tuple[str, str], ...] = (
 _SORTED = sorted(PREFIXES, key=lambda p: len(p[0]), reverse=True)
 
 
-def match(path: str) -> str | None:
-    """The upstream name for `path`, or None (→ 404 route not found)."""
+def match_prefix(path: str) -> tuple[str, str] | None:
+    """The (prefix, upstream name) serving `path`, or None (→ 404 route not found)."""
     for prefix, name in _SORTED:
         if path == prefix or path.startswith(prefix + "/"):
-            return name
+            return prefix, name
     return None
+
+
+def match(path: str) -> str | None:
+    """The upstream name for `path`, or None (→ 404 route not found)."""
+    found = match_prefix(path)
+    return found[1] if found else None
+
+
+class BadPath(ValueError):
+    """A request path no route can mean: it climbs above the root, or a segment hides a
+    separator or a NUL behind percent-encoding."""
+
+
+# Characters left as they are when a decoded segment is encoded again (RFC 3986 pchar).
+_PCHAR_SAFE = "!$&'()*+,;=:@-._~"
+
+
+def split_path(raw_path: str) -> list[str]:
+    """The decoded segments of a raw (percent-encoded) request path, dot segments kept."""
+    segments = []
+    for raw in raw_path.split("?", 1)[0].split("/")[1:]:
+        segment = unquote(raw, errors="strict") if "%" in raw else raw
+        if "/" in segment or "\\" in segment or "\x00" in segment:
+            raise BadPath("encoded separator in the path")
+        segments.append(segment)
+    return segments
+
+
+def normalise(raw_path: str) -> tuple[str, str]:
+    """(literal, normalised) decoded paths of a raw request path.
+
+    `literal` keeps dot segments (what a naive router would match); `normalised` has them
+    resolved as RFC 3986 says, with their percent-encoded forms (`%2e%2e`) counted too, since
+    upstream clients and servers resolve those as well.
+    """
+    try:
+        segments = split_path(raw_path)
+    except UnicodeDecodeError as exc:
+        raise BadPath("the path is not UTF-8") from exc
+    out: list[str] = []
+    for segment in segments:
+        if segment == ".":
+            continue
+        if segment == "..":
+            if not out:
+                raise BadPath("the path climbs above the root")
+            out.pop()
+            continue
+        out.append(segment)
+    if segments and segments[-1] in (".", ".."):
+        out.append("")  # "/a/b/.." is the directory "/a/"
+    return "/" + "/".join(segments), "/" + "/".join(out)
+
+
+def encode_path(path: str) -> str:
+    """A decoded path encoded again, so that the upstream decodes exactly `path`."""
+    return quote(path, safe="/" + _PCHAR_SAFE)
 
 
 @dataclass

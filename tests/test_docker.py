@@ -25,6 +25,7 @@ def test_compose_wires_kafka_postgis_workers_and_gateway() -> None:
     assert gateway["command"] == ["kilat-gateway"]
     assert gateway["ports"] == ["8080:8080"]
     assert gateway["environment"]["KILAT_UPSTREAM"] == "http://worker:6066"
+    assert gateway["environment"]["GATEWAY_HOST"] == "0.0.0.0"  # the default is loopback
     assert services["migrate"]["command"] == ["alembic", "upgrade", "heads"]
     for name in ("worker", "gateway", "migrate"):
         env = services[name]["environment"]

@@ -28,6 +28,7 @@ import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from yarl import URL
 
 import kilat
 from tests.conftest import Client, signed_in_admin
@@ -657,6 +658,8 @@ async def test_injection_strings_in_query_and_path_are_inert(world: World) -> No
                 allowed = {400}
             if "\x00" in text:
                 allowed = {400}   # refused before any view: no NUL reaches SQL
+            if text == "\ud800" and v in path.split("?", 1)[0]:
+                allowed = {400}   # a path that is not UTF-8: the gateway refuses it
             status, body, _ = await world.send(role, "GET", path, None)
             in_path = v in path.split("?", 1)[0]
             if in_path and ("{" in text or "}" in text) and (status, body) == UNMATCHED:
@@ -684,6 +687,45 @@ async def test_page_past_the_bound_is_a_clear_400_on_every_list(world: World) ->
         status, body, _ = await world.send(role, "GET", f"{path}?page=10000&limit=100", None)
         assert status == 200 and body["data"] == [], (path, status, body)
         assert body["pagination"]["page"] == 10000
+
+
+WORKER_ONLY = ("/metrics", "/readiness")
+
+
+async def test_path_tricks_never_reach_worker_only_routes(world: World) -> None:
+    """Dot segments, also percent-encoded, sent as is (clients would resolve them): the gateway
+    normalises before routing and never forwards outside its route table."""
+    platform, http = world.platform, world.http
+    worker = platform.workers[0]
+    for path in WORKER_ONLY:  # they exist on the worker, so reaching them would show
+        async with http.get(worker.url + path) as r:
+            assert r.status == 200
+    tricks = []
+    for target in ("metrics", "readiness"):
+        tricks += [
+            f"/api/v1/auth/../../../{target}",
+            f"/api/v1/auth/%2e%2e/%2e%2e/%2e%2e/{target}",
+            f"/api/v1/auth/%2E%2E/%2E%2E/%2E%2E/{target}",
+            f"/api/v1/auth/.%2e/.%2e/%2e./{target}",
+            f"/api/v1/auth/..%2f..%2f..%2f{target}",
+            f"/api/v1/auth/%2e%2e%2f%2e%2e%2f%2e%2e%2f{target}",
+            f"/api/v1/bookings/x/../../../../{target}",
+            f"/ws/tracking/../../{target}",
+            f"/api/v1/auth/./../../../{target}?x=1",
+            f"/health/../{target}",
+            f"/api/../../../../{target}",
+        ]
+    for raw in tricks:
+        async with http.get(URL(platform.base_url + raw, encoded=True)) as r:
+            body = await r.text()
+            assert r.status in (400, 404), (raw, r.status, body[:200])
+            assert r.headers["Content-Type"].startswith("application/json"), raw
+            assert '"success": false' in body or '"success":false' in body, (raw, body)
+            assert "kilat_" not in body and "python_gc" not in body, raw
+    # Dot segments that stay inside their prefix are resolved and served normally.
+    raw = "/api/v1/subscriptions/x/../plans"
+    async with http.get(URL(platform.base_url + raw, encoded=True)) as r:
+        assert r.status == 200, await r.text()
 
 
 async def test_timezone_naming_a_directory_or_too_long_is_400(world: World) -> None:

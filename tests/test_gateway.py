@@ -19,9 +19,10 @@ import aiohttp
 import jwt
 import pytest
 from aiohttp import WSMsgType, web
+from yarl import URL
 
 from gateway.routes import PREFIXES, UPSTREAM_NAMES
-from tests.platform import ROOT, VENV_BIN, Proc, free_port, wait_until
+from tests.platform import JWT_SECRET, ROOT, VENV_BIN, Proc, free_port, wait_until
 
 
 class Upstream:
@@ -82,7 +83,8 @@ def start_gateway(tmp: Path, env: dict[str, str]) -> Proc:
     port = free_port()
     log = tmp / f"gateway-{port}.log"
     full = dict(os.environ, GATEWAY_PORT=str(port), GATEWAY_HOST="127.0.0.1",
-                PYTHONPATH=str(ROOT), **env)
+                PYTHONPATH=str(ROOT))
+    full.update(env)
     popen = subprocess.Popen([str(VENV_BIN / "kilat-gateway")], cwd=ROOT, env=full,
                              stdout=log.open("ab"), stderr=subprocess.STDOUT,
                              start_new_session=True)
@@ -217,6 +219,14 @@ async def test_upstream_down_gives_502_and_degraded_health(upstreams, http, tmp_
         proc.popen.wait(10)
 
 
+def _token(secret: str, **claims: str) -> str:
+    """An access token for a made-up user id, signed with `secret`."""
+    now = int(time.time())
+    return jwt.encode({"sub": "u", "user_id": str(uuid.uuid4()), "role": "owner",
+                       "token_type": "access", "iss": "kilat-pet-runner", "iat": now,
+                       "exp": now + 60, **claims}, secret, algorithm="HS256")
+
+
 async def test_rate_limit_429_then_recovers_after_window(upstreams, http, tmp_path):
     env = {f"UPSTREAM_{n.upper()}": f"http://127.0.0.1:{u.port}" for n, u in upstreams.items()}
     env.update(RATE_LIMIT_PER_MIN="5", RATE_LIMIT_WINDOW_S="2",
@@ -234,13 +244,20 @@ async def test_rate_limit_429_then_recovers_after_window(upstreams, http, tmp_pa
             assert await resp.json() == {"error": "rate limit exceeded"}
             assert 1 <= int(resp.headers["Retry-After"]) <= 2
 
-        # A signed-in user has a budget of their own.
-        now = int(time.time())
-        token = jwt.encode({"sub": "u", "user_id": str(uuid.uuid4()), "role": "owner",
-                            "token_type": "access", "iat": now, "exp": now + 60},
-                           env["JWT_SECRET"], algorithm="HS256")
+        # Tokens the gateway cannot verify buy no budget, whatever user id they name.
+        for secret in ("not-the-secret-0123456789abcdef0123456789", JWT_SECRET):
+            async with http.get(proc.url + "/api/v1/bookings",
+                                headers={"Authorization": f"Bearer {_token(secret)}"}) as resp:
+                assert resp.status == 429
         async with http.get(proc.url + "/api/v1/bookings",
-                            headers={"Authorization": f"Bearer {token}"}) as resp:
+                            headers={"Authorization": "Bearer " + _token(
+                                env["JWT_SECRET"], iss="someone-else")}) as resp:
+            assert resp.status == 429
+
+        # A signed-in user (verified token) has a budget of their own.
+        async with http.get(proc.url + "/api/v1/bookings",
+                            headers={"Authorization": f"Bearer {_token(env['JWT_SECRET'])}"}
+                            ) as resp:
             assert resp.status == 200
 
         async def recovered() -> bool:
@@ -267,3 +284,99 @@ async def test_forwarded_for_trusted_only_from_trusted_proxy(upstreams, http, tm
     finally:
         proc.popen.terminate()
         proc.popen.wait(10)
+
+
+async def test_edge_headers_server_and_hsts_from_a_trusted_proxy_only(gateway, http):
+    # The recording upstream is aiohttp and says so in its Server header: never passed on.
+    async with http.get(gateway.url + "/api/v1/bookings/x") as resp:
+        assert resp.headers.getall("Server") == ["kilat"]
+        assert "Strict-Transport-Security" not in resp.headers  # plain HTTP
+        assert "Cache-Control" not in resp.headers
+    async with http.post(gateway.url + "/api/v1/auth/login") as resp:
+        assert resp.headers["Cache-Control"] == "no-store"
+    # This gateway trusts 127.0.0.1 as a proxy: its word that the client used HTTPS counts,
+    # and the upstream hears it too.
+    async with http.get(gateway.url + "/api/v1/bookings/x",
+                        headers={"X-Forwarded-Proto": "https"}) as resp:
+        assert resp.headers["Strict-Transport-Security"].startswith("max-age=")
+    async with http.get(gateway.url + "/health", headers={"X-Forwarded-Proto": "https"}) as resp:
+        assert resp.headers["Strict-Transport-Security"].startswith("max-age=")
+        assert resp.headers["Server"] == "kilat"
+
+
+async def test_hsts_claims_of_an_untrusted_client_are_ignored(upstreams, http, tmp_path):
+    env = {f"UPSTREAM_{n.upper()}": f"http://127.0.0.1:{u.port}" for n, u in upstreams.items()}
+    proc = start_gateway(tmp_path, env)  # no trusted proxies
+    try:
+        await wait_http(proc.url + "/health")
+        async with http.get(proc.url + "/api/v1/bookings/x",
+                            headers={"X-Forwarded-Proto": "https"}) as resp:
+            assert resp.status == 200
+            assert "Strict-Transport-Security" not in resp.headers
+            assert upstreams["booking"].requests[-1]["headers"]["X-Forwarded-Proto"] == "http"
+    finally:
+        proc.popen.terminate()
+        proc.popen.wait(10)
+
+
+async def _raw_get(http: aiohttp.ClientSession, url: str) -> tuple[int, dict]:
+    async with http.get(URL(url, encoded=True)) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_paths_are_normalised_before_routing(gateway, http, upstreams):
+    seen = {name: len(up.requests) for name, up in upstreams.items()}
+    # Dot segments (also percent-encoded) that leave the prefix they name: 404, never sent.
+    for raw in ("/api/v1/auth/../../../metrics", "/api/v1/auth/%2e%2e/%2E%2E/%2e%2e/readiness",
+                "/api/v1/bookings/.%2e/payments/x", "/api/v1/auth/../bookings",
+                "/ws/tracking/../../api/v1/bookings", "/health/../api/v1/bookings",
+                "/api/v1/bookings/../../../health"):
+        assert await _raw_get(http, gateway.url + raw) == (
+            404, {"error": "route not found", "success": False}), raw
+    # Above the root, or a separator/NUL hidden in a segment: 400.
+    for raw in ("/api/v1/../../../x", "/api/v1/bookings/..%2f..%2f..%2fmetrics",
+                "/api/v1/bookings/a%2Fb", "/api/v1/bookings/a%5cb", "/api/v1/bookings/a%00"):
+        status, body = await _raw_get(http, gateway.url + raw)
+        assert status == 400 and body["success"] is False, raw
+        assert body["error"].startswith("invalid request path"), raw
+    assert {name: len(up.requests) for name, up in upstreams.items()} == seen
+    # Inside its prefix, the path is resolved and forwarded as routed (query untouched).
+    status, body = await _raw_get(
+        http, gateway.url + "/api/v1/bookings/./x/%2e%2e/y%20z/../b%25c?q=%2e%2e/1")
+    assert status == 200 and body["upstream"] == "booking"
+    assert body["path"] == "/api/v1/bookings/b%25c?q=%2e%2e/1"
+
+
+async def test_development_gateway_binds_the_loopback_interface_only(upstreams, tmp_path):
+    """127.0.0.2 is loopback too, but a socket bound to 127.0.0.1 does not answer there."""
+    env = {f"UPSTREAM_{n.upper()}": f"http://127.0.0.1:{u.port}" for n, u in upstreams.items()}
+
+    async def answers(host: str, port: int) -> bool:
+        try:
+            _reader, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            return False
+        writer.close()
+        return True
+
+    local = start_gateway(tmp_path, {**env, "KILAT_ENV": "development", "GATEWAY_HOST": ""})
+    everywhere = start_gateway(tmp_path, {**env, "KILAT_ENV": "development",
+                                          "GATEWAY_HOST": "0.0.0.0"})
+    try:
+        await wait_http(local.url + "/health")
+        await wait_http(everywhere.url + "/health")
+        assert await answers("127.0.0.2", everywhere.port)  # the probe can see a wide bind
+        assert not await answers("127.0.0.2", local.port)
+    finally:
+        for proc in (local, everywhere):
+            proc.popen.terminate()
+            proc.popen.wait(10)
+
+
+def test_production_gateway_refuses_to_start_without_a_jwt_secret(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "JWT_SECRET"}
+    env.update(KILAT_ENV="production", GATEWAY_PORT=str(free_port()), PYTHONPATH=str(ROOT))
+    result = subprocess.run([str(VENV_BIN / "kilat-gateway")], cwd=ROOT, env=env,
+                            capture_output=True, timeout=60)
+    assert result.returncode != 0
+    assert b"JWT_SECRET must be set when KILAT_ENV=production" in result.stderr

@@ -13,7 +13,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from core.config import settings
 from core.db import DatabaseUnavailable
+from core.headers import came_over_https, edge_headers
 from kilat import app
 from tables.routing import OwnerUnknown
 from web import (
@@ -35,13 +37,6 @@ log = logging.getLogger("kilat.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "X-XSS-Protection": "1; mode=block",
-    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
-    "Referrer-Policy": "strict-origin-when-cross-origin",
-}
 
 
 def _nul_in_url(request: web.Request) -> bool:
@@ -51,7 +46,7 @@ def _nul_in_url(request: web.Request) -> bool:
 
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Request id, security headers, metrics, and the error → envelope mapping."""
+    """Request id, metrics, and the error → envelope mapping."""
     request_id = request.headers.get("X-Request-ID") or str(uuid.uuid4())
     request["request_id"] = request_id
     started = time.perf_counter()
@@ -88,16 +83,29 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         response = json_response({"success": False, "error": "internal server error"}, 500)
     if not response.prepared:
         response.headers["X-Request-ID"] = request_id
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
     route = request.match_info.route.resource
     observe_request(request.method, route.canonical if route else "unmatched",
                     response.status, time.perf_counter() - started)
     return response
 
 
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Edge headers on every response, streamed and WebSocket ones included (a signal rather
+    than the middleware, which only sees responses not yet sent)."""
+    secure = came_over_https(request.scheme, request.remote, request.headers,
+                             settings().trusted_proxies)
+    for name, value in edge_headers(request.path, secure).items():
+        if name in ("Server", "Cache-Control"):
+            response.headers[name] = value
+        else:
+            response.headers.setdefault(name, value)
+    if not secure:
+        response.headers.pop("Strict-Transport-Security", None)
+
+
 _web_app = app.web.web_app
 _web_app.middlewares.append(request_context)
 _web_app.middlewares.append(idempotency)  # inside request_context: it sees views' errors
+_web_app.on_response_prepare.append(security_headers)
 for _module in (health, metrics, identity, booking, payment, runner, tracking, notification, review):
     _web_app.router.add_routes(_module.routes)
