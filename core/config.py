@@ -38,7 +38,7 @@ def _read_secret_file(path: Path) -> str:
         mode = os.fstat(fd).st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise ConfigError(f"{path} is readable by others: chmod 600 it")
-        with os.fdopen(fd, "r", encoding="ascii", closefd=False) as f:
+        with os.fdopen(fd, "r", encoding="utf-8", closefd=False) as f:
             secret = f.read().strip()
     finally:
         os.close(fd)

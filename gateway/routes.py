@@ -86,6 +86,8 @@ def normalise(raw_path: str) -> tuple[str, str]:
     resolved as RFC 3986 says, with their percent-encoded forms (`%2e%2e`) counted too, since
     upstream clients and servers resolve those as well.
     """
+    if not raw_path.startswith("/"):
+        raise BadPath("not an origin-form path")  # `*`, or a proxy's absolute URL
     try:
         segments = split_path(raw_path)
     except UnicodeDecodeError as exc:

@@ -339,6 +339,13 @@ async def test_paths_are_normalised_before_routing(gateway, http, upstreams):
         status, body = await _raw_get(http, gateway.url + raw)
         assert status == 400 and body["success"] is False, raw
         assert body["error"].startswith("invalid request path"), raw
+    # An absolute URL as request target (a proxy request) is not a path of ours either.
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    writer.write(b"GET http://kilat/api/v1/auth/../../../metrics HTTP/1.1\r\nHost: kilat\r\n"
+                 b"Connection: close\r\n\r\n")
+    answer = await reader.read()
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
     assert {name: len(up.requests) for name, up in upstreams.items()} == seen
     # Inside its prefix, the path is resolved and forwarded as routed (query untouched).
     status, body = await _raw_get(
