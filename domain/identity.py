@@ -219,3 +219,57 @@ def all_in(values: Iterable[str], allowed: Iterable[str]) -> bool:
 def application_number(year: int, sequence: int) -> str:
     """`KR-<year>-<5-digit sequence within the UTC year>`."""
     return f"KR-{year}-{sequence:05d}"
+
+
+# ---------------------------------------------------------------- sessions and revocation
+#
+# A session is one login: every token rotated from it carries its id (`sid`). Ending sessions
+# is an event on identity.events; each worker keeps, per user, a revocation record built from
+# those events (tables/sessions.py) and refuses tokens it voids:
+#   {"banned": bool, "void_before_ms": int, "sessions": {session id: remember until (ms)}}
+
+SESSION_REVOKED = "identity.session_revoked"      # one session: {user_id, session_id, reason, at_ms}
+SESSIONS_REVOKED = "identity.sessions_revoked"    # all sessions: {user_id, reason, before_ms}
+USER_BANNED = "identity.user_banned"              # {user_id, banned_by, at_ms}
+USER_UNBANNED = "identity.user_unbanned"          # {user_id, unbanned_by, at_ms}
+REVOCATION_EVENTS = (SESSION_REVOKED, SESSIONS_REVOKED, USER_BANNED, USER_UNBANNED)
+
+# Why sessions end (the `reason` of the events).
+REASON_LOGOUT = "logout"
+REASON_PASSWORD_RESET = "password_reset"
+REASON_REFRESH_REUSE = "refresh_token_reuse"
+
+
+def apply_revocation(record: dict | None, type_: str, data: dict, at_ms: int, *,
+                     keep_ms: int, now_ms: int) -> dict:
+    """The user's revocation record after one event. Idempotent and order-tolerant for
+    revocations (a replayed event changes nothing). A revoked session is remembered for
+    `keep_ms` after its revocation (the longest an access token of it can live, plus a
+    margin): by then every token of it has expired, and its refresh tokens are revoked in
+    the database, so the entry can go."""
+    rec = {"banned": False, "void_before_ms": 0, "sessions": {}, **(record or {})}
+    sessions = {sid: until for sid, until in dict(rec["sessions"]).items() if until > now_ms}
+    if type_ == SESSION_REVOKED:
+        sid = str(data["session_id"])
+        sessions[sid] = max(sessions.get(sid, 0), at_ms + keep_ms)
+    elif type_ == SESSIONS_REVOKED:
+        rec["void_before_ms"] = max(int(rec["void_before_ms"]), at_ms)
+    elif type_ == USER_BANNED:
+        rec["banned"] = True
+        rec["void_before_ms"] = max(int(rec["void_before_ms"]), at_ms)
+    elif type_ == USER_UNBANNED:
+        # Tokens from before the ban stay void; new logins work again.
+        rec["banned"] = False
+    rec["sessions"] = sessions
+    return rec
+
+
+def token_revoked(record: dict | None, session_id: str, issued_at_ms: int) -> bool:
+    """Whether a token of `session_id`, issued at `issued_at_ms`, is void by `record`."""
+    if not record:
+        return False
+    if record.get("banned"):
+        return True
+    if issued_at_ms < int(record.get("void_before_ms") or 0):
+        return True
+    return bool(session_id) and session_id in (record.get("sessions") or {})

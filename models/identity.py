@@ -60,6 +60,8 @@ refresh_tokens = Table(
     Column("revoked_at", DateTime(timezone=True)),
     # The jti of the token that replaced this one on rotation (audit trail of a session).
     Column("replaced_by", String(64)),
+    # The session (login) the token belongs to: rotation keeps it, so it names the family.
+    Column("session_id", String(64), index=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 

@@ -104,9 +104,10 @@ async def count_users_by_role(conn: Connection) -> dict[str, int]:
 # ---------------------------------------------------------------- refresh tokens
 
 async def store_refresh_token(conn: Connection, *, user_id: str, jti: str, token_hash: str,
-                              expires_at: datetime) -> None:
+                              expires_at: datetime, session_id: str) -> None:
     await conn.execute(refresh_tokens.insert().values(
-        user_id=user_id, jti=jti, token_hash=token_hash, expires_at=expires_at))
+        user_id=user_id, jti=jti, token_hash=token_hash, expires_at=expires_at,
+        session_id=session_id))
 
 
 async def find_refresh_token(conn: Connection, token_hash: str, *,
@@ -124,6 +125,15 @@ async def revoke_refresh_token(conn: Connection, token_id: str, *,
         .values(revoked=True, revoked_at=func.now(), replaced_by=replaced_by))
 
 
+async def revoke_session_refresh_tokens(conn: Connection, session_id: str) -> int:
+    """Revoke every live refresh token of one session (the whole rotation family, newer
+    tokens included); returns how many."""
+    return await conn.execute(
+        update(refresh_tokens)
+        .where(refresh_tokens.c.session_id == session_id, refresh_tokens.c.revoked.is_(False))
+        .values(revoked=True, revoked_at=func.now()))
+
+
 async def revoke_user_refresh_tokens(conn: Connection, user_id: str) -> int:
     """Revoke every live refresh token of the user; returns how many."""
     return await conn.execute(
@@ -138,6 +148,15 @@ async def create_password_reset(conn: Connection, *, user_id: str, token_hash: s
                                  expires_at: datetime) -> None:
     await conn.execute(password_resets.insert().values(
         user_id=user_id, token_hash=token_hash, expires_at=expires_at))
+
+
+async def void_password_resets(conn: Connection, user_id: str) -> int:
+    """Spend every unused reset link of the user (a newer link, or a completed reset, makes
+    the older ones worthless); returns how many."""
+    return await conn.execute(
+        update(password_resets)
+        .where(password_resets.c.user_id == user_id, password_resets.c.used_at.is_(None))
+        .values(used_at=func.now()))
 
 
 async def find_password_reset(conn: Connection, token_hash: str) -> Row | None:

@@ -294,6 +294,7 @@ MATRIX: list[Row] = [
     Row("GET", "/api/v1/admin/users", only(200, *ADMIN)),
     Row("GET", "/api/v1/admin/users/{id}", only(200, *ADMIN), args={"id": "owner_user"}),
     Row("POST", "/api/v1/admin/users/{id}/ban", only(200, *ADMIN), args={"id": "victim"}),
+    Row("POST", "/api/v1/admin/users/{id}/unban", only(200, *ADMIN), args={"id": "victim"}),
     Row("GET", "/api/v1/admin/stats/users", only(200, *ADMIN)),
     # ------------------------------------------------ booking
     Row("POST", "/api/v1/bookings", only(201, *OWNERS), body=BOOKING_BODY),
@@ -512,6 +513,10 @@ async def test_authorization_matrix(platform: Platform, http, new_client, new_ad
     assert not failures, f"{len(failures)} authorization mismatches:\n" + "\n".join(failures)
 
 
+async def _refused(c: Client) -> bool:
+    return await c.get("/api/v1/auth/profile") == (401, {"error": "invalid or expired token"})
+
+
 def _token(claims: dict[str, Any], secret: str = JWT_SECRET) -> str:
     now = int(time.time())
     base = {"jti": str(uuid.uuid4()), "sub": claims.get("user_id", str(uuid.uuid4())),
@@ -522,10 +527,16 @@ def _token(claims: dict[str, Any], secret: str = JWT_SECRET) -> str:
 
 
 async def test_bad_credentials_are_401_on_every_protected_route(platform: Platform, http,
-                                                                new_client) -> None:
-    """Garbage, expired, wrongly signed, refresh-as-access and non-Bearer credentials: 401 with
-    the middleware's texts on every protected route, including the WebSocket."""
+                                                                new_client, new_admin) -> None:
+    """Garbage, expired, wrongly signed, refresh-as-access and non-Bearer credentials, and the
+    unexpired tokens of an ended session or a banned user: 401 with the middleware's texts on
+    every protected route, including the WebSocket."""
     owner = await new_client("owner")
+    logged_out, banned = await new_client("owner"), await new_client("runner")
+    assert (await logged_out.post("/api/v1/auth/logout"))[0] == 200
+    assert (await new_admin.post(f"/api/v1/admin/users/{banned.user['id']}/ban"))[0] == 200
+    for gone in (logged_out, banned):  # the revocation reaches the worker within 2 s
+        await wait_until(lambda c=gone: _refused(c), 2, 0.05, what="revoked token refused")
     now = int(time.time())
     bad_tokens = {
         "garbage": "not.a.jwt",
@@ -535,6 +546,8 @@ async def test_bad_credentials_are_401_on_every_protected_route(platform: Platfo
         "alg none": jwt.encode({"user_id": str(uuid.uuid4()), "role": "admin",
                                 "token_type": "access", "exp": now + 900}, None,
                                algorithm="none"),
+        "ended session": logged_out.token or "",
+        "banned user": banned.token or "",
     }
     client = Client(http, platform.base_url)
     some_id = str(uuid.uuid4())

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import re
 import time
 import uuid
 from datetime import UTC, datetime
 
+import aiohttp
 import jwt
 import psycopg2
+import pytest
 
 from domain import identity as rules
 from models.events import new_event
-from tests.conftest import Client
+from tests.conftest import Client, signed_in_admin
 from tests.platform import JWT_SECRET, Platform, wait_until
 
 USER_KEYS = {"id", "email", "phone", "full_name", "role", "is_verified", "created_at"}
@@ -31,6 +34,25 @@ def err(text: str) -> dict:
 
 def unique_email(prefix: str = "user") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}@kilat.test"
+
+
+def claims_of(token: str) -> dict:
+    return jwt.decode(token, JWT_SECRET, algorithms=["HS256"], issuer="kilat-pet-runner")
+
+
+# Revocation must reach every worker within this many seconds (DESIGN item 13).
+REVOCATION_S = 2.0
+
+
+async def refused(c: Client, token: str | None = None) -> bool:
+    """Whether the token is refused as revoked on an identity route and on another domain."""
+    return (await c.get("/api/v1/auth/profile", token=token) == (401, BAD_TOKEN)
+            and await c.get("/api/v1/bookings", token=token) == (401, BAD_TOKEN))
+
+
+async def wait_refused(c: Client, *tokens: str, what: str = "revoked token refused") -> None:
+    for token in tokens:
+        await wait_until(lambda t=token: refused(c, t), REVOCATION_S, 0.05, what=what)
 
 
 def mint(claims: dict) -> str:
@@ -184,16 +206,19 @@ async def test_refresh_rotates_and_revokes_the_old_token(platform: Platform, cli
     assert new != old
     status, _ = await client.get("/api/v1/auth/profile", token=body["data"]["access_token"])
     assert status == 200
+    # Rotation keeps the session: every token of the chain carries the login's session id.
+    sid = claims_of(owner.token)["sid"]
+    assert uuid.UUID(sid) and claims_of(old)["sid"] == sid
+    assert claims_of(new)["sid"] == claims_of(body["data"]["access_token"])["sid"] == sid
 
-    # The spent token is refused, the new one works (once).
-    assert await client.post("/api/v1/auth/refresh", {"refresh_token": old}) == (
-        401, err("refresh token is expired or revoked"))
+    # The new one works (once); the spent one is a reuse (test_reused_refresh_token_...).
     status, body = await client.post("/api/v1/auth/refresh", {"refresh_token": new})
     assert status == 200, body
-    rows = platform.sql("SELECT jti, revoked, replaced_by FROM refresh_tokens WHERE user_id = %s "
-                        "ORDER BY created_at", (owner.user["id"],))
+    rows = platform.sql("SELECT jti, revoked, replaced_by, session_id FROM refresh_tokens "
+                        "WHERE user_id = %s ORDER BY created_at", (owner.user["id"],))
     assert [r["revoked"] for r in rows] == [True, True, False]
     assert rows[0]["replaced_by"] == rows[1]["jti"] and rows[1]["replaced_by"] == rows[2]["jti"]
+    assert {r["session_id"] for r in rows} == {sid}
 
     assert await client.post("/api/v1/auth/refresh", {"refresh_token": "nope"}) == (
         401, err("invalid refresh token"))
@@ -215,12 +240,51 @@ async def test_concurrent_rotation_of_one_token_succeeds_once(client: Client, ne
     assert sorted(status for status, _ in results) == [200, 401, 401, 401]
 
 
+async def test_reused_refresh_token_ends_its_whole_session(platform: Platform, client: Client,
+                                                           new_client) -> None:
+    owner = await new_client("owner")
+    status, body = await client.post("/api/v1/auth/login",
+                                     {"email": owner.user["email"], "password": PASSWORD})
+    assert status == 200
+    other_access, other_refresh = body["data"]["access_token"], body["data"]["refresh_token"]
+    sid = claims_of(owner.token)["sid"]
+    assert claims_of(other_access)["sid"] != sid  # each login is a session of its own
+
+    first = owner.refresh_token
+    accesses = [owner.token]
+    refresh = first
+    for _ in range(2):
+        status, body = await client.post("/api/v1/auth/refresh", {"refresh_token": refresh})
+        assert status == 200, body
+        accesses.append(body["data"]["access_token"])
+        refresh = body["data"]["refresh_token"]
+    for token in accesses:
+        assert (await client.get("/api/v1/auth/profile", token=token))[0] == 200
+
+    # The first token comes back (a thief or the victim): the whole family ends.
+    assert await client.post("/api/v1/auth/refresh", {"refresh_token": first}) == (
+        401, err("refresh token is expired or revoked"))
+    assert await client.post("/api/v1/auth/refresh", {"refresh_token": refresh}) == (
+        401, err("refresh token is expired or revoked"))
+    await wait_refused(client, *accesses, what="every access token of the reused session refused")
+    (event,) = await platform.wait_event("identity.events", "identity.session_revoked",
+                                         user_id=owner.user["id"])
+    assert event["data"]["session_id"] == sid and event["data"]["reason"] == "refresh_token_reuse"
+    assert platform.sql("SELECT count(*) AS n FROM refresh_tokens WHERE session_id = %s AND NOT "
+                        "revoked", (sid,)) == [{"n": 0}]
+
+    # The user's other session is untouched.
+    assert (await client.get("/api/v1/auth/profile", token=other_access))[0] == 200
+    status, body = await client.post("/api/v1/auth/refresh", {"refresh_token": other_refresh})
+    assert status == 200, body
+
+
 async def test_logout_revokes_every_session(platform: Platform, client: Client, new_client) -> None:
     owner = await new_client("owner")
     status, body = await client.post("/api/v1/auth/login",
                                      {"email": owner.user["email"], "password": PASSWORD})
     assert status == 200
-    second = body["data"]["refresh_token"]
+    second, second_access = body["data"]["refresh_token"], body["data"]["access_token"]
     assert await owner.post("/api/v1/auth/logout") == (
         200, {"success": True, "data": {"message": "logged out successfully"}})
     for token in (owner.refresh_token, second):
@@ -228,6 +292,99 @@ async def test_logout_revokes_every_session(platform: Platform, client: Client, 
             401, err("refresh token is expired or revoked"))
     assert platform.sql("SELECT count(*) AS n FROM refresh_tokens WHERE user_id = %s AND NOT "
                         "revoked", (owner.user["id"],)) == [{"n": 0}]
+    # The access tokens of every session end too, on every domain, not only on refresh.
+    status, body = await client.post("/api/v1/auth/login",
+                                     {"email": owner.user["email"], "password": PASSWORD})
+    assert status == 200  # signing in again right away (same second) is a new, valid session
+    fresh = body["data"]["access_token"]
+    await wait_refused(client, owner.token, second_access)
+    assert (await client.get("/api/v1/auth/profile", token=fresh))[0] == 200
+    (event,) = await platform.wait_event("identity.events", "identity.sessions_revoked",
+                                         user_id=owner.user["id"])
+    assert event["data"]["reason"] == "logout"
+    assert event["data"]["session_id"] == claims_of(owner.token)["sid"]
+    assert event["data"]["before_ms"] <= claims_of(fresh)["iat_ms"]
+
+
+def _insert_booking(platform: Platform, owner_id: str) -> str:
+    booking_id = str(uuid.uuid4())
+    addr = json.dumps({"address": "KLCC", "latitude": 3.1579, "longitude": 101.7117})
+    platform.sql(
+        "INSERT INTO bookings (id, booking_number, owner_id, status, pet_spec, "
+        "crate_requirement, pickup_address, dropoff_address, pickup_location, "
+        "estimated_price_cents) VALUES (%s, %s, %s, 'requested', %s, %s, %s, %s, "
+        "ST_SetSRID(ST_MakePoint(101.7117, 3.1579), 4326)::geography, 1500)",
+        (booking_id, "BK-" + uuid.uuid4().hex[:6].upper(), owner_id,
+         json.dumps({"pet_type": "cat", "name": "Milo", "weight_kg": 4}),
+         json.dumps({"size": "small", "required": True}), addr, addr))
+    return booking_id
+
+
+async def _closed_at(ws: aiohttp.ClientWebSocketResponse) -> tuple[float, int | None]:
+    async for _ in ws:  # no frames are expected; wait for the server's close
+        pass
+    return time.monotonic(), ws.close_code
+
+
+async def test_ban_on_one_worker_reaches_every_worker_within_two_seconds(
+        fresh_platform: Platform, http) -> None:
+    """Done when of issue 13: the time from a ban on worker 1 to the refusal of the user's
+    unexpired access token on worker 2 (and on worker 1), and to the close of the user's open
+    WebSockets on both, each under 2 s. The user's entry is written by whichever worker owns
+    the user's identity.events partition, so one of the two workers necessarily learns of it
+    through the global table's changelog."""
+    p = fresh_platform
+    w1, w2 = p.start_worker("w1"), p.start_worker("w2")
+    await p.wait_ready(w1)
+    await p.wait_ready(w2)
+    await p.wait_ready(w1)  # again: w2's arrival made w1 rebalance
+    gw = p.start_gateway(RATE_LIMIT_PER_MIN="100000")
+    await p.wait_ready(gw, "/health")
+    admin = await signed_in_admin(p, http)
+    status, body = await register(Client(http, p.base_url), role="owner")
+    assert status == 201, body
+    victim_id, token = body["data"]["user"]["id"], body["data"]["access_token"]
+    on = {w.name: Client(http, w.url, token) for w in (w1, w2)}
+    for c in on.values():
+        assert (await c.get("/api/v1/bookings"))[0] == 200
+
+    booking_id = _insert_booking(p, victim_id)
+    sockets = {w.name: await http.ws_connect(
+        w.url.replace("http", "ws", 1) + f"/ws/tracking/{booking_id}?token={token}")
+        for w in (w1, w2)}
+    closing = {name: asyncio.create_task(_closed_at(ws)) for name, ws in sockets.items()}
+
+    started = time.monotonic()
+    assert await Client(http, w1.url, admin.token).post(
+        f"/api/v1/admin/users/{victim_id}/ban") == (
+        200, {"success": True, "data": {"message": "user banned successfully"}})
+
+    async def refused_on(c: Client) -> float | None:
+        if await c.get("/api/v1/bookings") == (401, BAD_TOKEN):
+            return time.monotonic() - started
+        return None
+    took = {name: await wait_until(lambda c=c: refused_on(c), REVOCATION_S * 2, 0.02,
+                                   what=f"ban seen on {name}")
+            for name, c in on.items()}
+    done, _ = await asyncio.wait(closing.values(), timeout=REVOCATION_S * 2)
+    assert len(done) == len(closing), "a banned user's WebSocket stayed open"
+    closed = {name: task.result() for name, task in closing.items()}
+    print(f"ban on w1 → token refused on w2 after {took['w2'] * 1000:.0f} ms "
+          f"(w1: {took['w1'] * 1000:.0f} ms); WebSocket closed on w2 after "
+          f"{(closed['w2'][0] - started) * 1000:.0f} ms (w1: "
+          f"{(closed['w1'][0] - started) * 1000:.0f} ms)")
+    for name in on:
+        assert took[name] < REVOCATION_S, (name, took)
+        at, code = closed[name]
+        assert code == 4401 and at - started < REVOCATION_S, (name, at - started, code)
+    # Through the gateway, whichever worker answers, and on the WebSocket handshake.
+    gateway = Client(http, p.base_url, token)
+    for _ in range(4):
+        assert await gateway.get("/api/v1/auth/profile") == (401, BAD_TOKEN)
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refusal:
+        await http.ws_connect(p.base_url.replace("http", "ws", 1)
+                              + f"/ws/tracking/{booking_id}?token={token}")
+    assert refusal.value.status == 401
 
 
 # ---------------------------------------------------------------- profile
@@ -368,6 +525,49 @@ async def test_forgot_and_reset_password(platform: Platform, client: Client, new
 async def _new_token(platform: Platform, email: str, previous: str) -> str | None:
     token = await reset_token_from_log(platform, email)
     return token if token != previous else None
+
+
+async def _forgot(client: Client, email: str) -> None:
+    async with client.session.post(client.base + "/api/v1/auth/forgot-password",
+                                   json={"email": email}) as resp:
+        assert resp.status == 202
+
+
+async def test_only_the_newest_reset_link_works_and_a_reset_ends_every_session(
+        platform: Platform, client: Client, new_client) -> None:
+    owner = await new_client("owner")
+    email = owner.user["email"]
+    await _forgot(client, email)
+    first = await reset_token_from_log(platform, email)
+    await _forgot(client, email)
+    second = await wait_until(lambda: _new_token(platform, email, first), 15,
+                              what="second reset link")
+    # Issuing a link spends every older one.
+    assert await client.post("/api/v1/auth/reset-password",
+                             {"token": first, "newPassword": "NewSecret456"}) == (
+        400, err("token already used"))
+    # A link that somehow coexists with the one used (issued concurrently) dies with the reset.
+    stray = rules.new_reset_token()
+    platform.sql("INSERT INTO password_resets (user_id, token_hash, expires_at) "
+                 "VALUES (%s, %s, now() + interval '1 hour')",
+                 (owner.user["id"], rules.token_hash(stray)))
+    assert await client.post("/api/v1/auth/reset-password",
+                             {"token": second, "newPassword": "NewSecret456"}) == (
+        200, {"success": True, "data": {"message": "password reset successful"}})
+    assert await client.post("/api/v1/auth/reset-password",
+                             {"token": stray, "newPassword": "NewSecret789"}) == (
+        400, err("token already used"))
+
+    # Every session opened before the reset ends, access tokens included; a login right
+    # after it (most likely within the same second) is not caught by it.
+    status, body = await client.post("/api/v1/auth/login",
+                                     {"email": email, "password": "NewSecret456"})
+    assert status == 200, body
+    await wait_refused(client, owner.token)
+    assert (await client.get("/api/v1/bookings", token=body["data"]["access_token"]))[0] == 200
+    (event,) = await platform.wait_event("identity.events", "identity.sessions_revoked",
+                                         user_id=owner.user["id"])
+    assert event["data"]["reason"] == "password_reset"
 
 
 # ---------------------------------------------------------------- runner applications
@@ -555,7 +755,8 @@ async def test_admin_user_management(platform: Platform, client: Client, new_cli
                                                     "password": PASSWORD}) == (403, banned)
     assert await client.post("/api/v1/auth/refresh", {"refresh_token": victim.refresh_token}) == (
         401, err("refresh token is expired or revoked"))
-    assert await victim.get("/api/v1/auth/profile") == (403, banned)
+    # The victim's unexpired access token is refused on every domain (not only the profile).
+    await wait_refused(client, victim.token)
     rows = platform.sql("SELECT is_banned, is_verified, version FROM users WHERE id = %s",
                         (victim.user["id"],))
     assert rows == [{"is_banned": True, "is_verified": False, "version": 2}]
@@ -568,6 +769,29 @@ async def test_admin_user_management(platform: Platform, client: Client, new_cli
     assert (await new_admin.post(f"/api/v1/admin/users/{missing}/ban"))[0] == 404
     assert await new_admin.post("/api/v1/admin/users/xyz/ban") == (
         400, {"success": False, "error": "invalid user ID"})
+
+    # Unban: signing in works again; tokens from before the ban stay void.
+    assert await new_admin.post(f"/api/v1/admin/users/{victim.user['id']}/unban") == (
+        200, {"success": True, "data": {"message": "user unbanned successfully"}})
+    await platform.wait_event("identity.events", "identity.user_unbanned",
+                              user_id=victim.user["id"], unbanned_by=new_admin.user["id"])
+    status, body = await client.post("/api/v1/auth/login", {"email": victim.user["email"],
+                                                            "password": PASSWORD})
+    assert status == 200, body
+    fresh = body["data"]["access_token"]
+    # The unban reaches the revocation table within 2 s: the new token then works.
+    await wait_until(lambda: _works(client, fresh), REVOCATION_S, 0.05, what="unbanned token")
+    assert await refused(client, victim.token)
+    assert (await new_admin.post(f"/api/v1/admin/users/{victim.user['id']}/unban"))[0] == 200
+    assert (await new_admin.post(f"/api/v1/admin/users/{missing}/unban"))[0] == 404
+    assert await new_admin.post("/api/v1/admin/users/xyz/unban") == (
+        400, {"success": False, "error": "invalid user ID"})
+    assert await victim.post(f"/api/v1/admin/users/{victim.user['id']}/unban",
+                             token=fresh) == (403, NO_ROLE)
+
+
+async def _works(c: Client, token: str) -> bool:
+    return (await c.get("/api/v1/bookings", token=token))[0] == 200
 
 
 async def test_create_admin_command_refuses_duplicates_and_bad_input(platform: Platform,

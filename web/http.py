@@ -23,6 +23,7 @@ import pydantic
 from aiohttp import web
 
 from core.security import InvalidToken, Principal, principal_from_token
+from tables.sessions import is_revoked
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -159,15 +160,24 @@ def bearer_token(request: web.Request) -> str:
     return token.strip()
 
 
+def principal_of(token: str) -> Principal:
+    """The identity an access token proves, unless it is invalid, expired or revoked (its
+    session ended, its user's sessions were all ended, or its user is banned): 401 then."""
+    try:
+        principal = principal_from_token(token)
+    except InvalidToken:
+        raise ApiError(401, "invalid or expired token", enveloped=False) from None
+    if is_revoked(principal):
+        raise ApiError(401, "invalid or expired token", enveloped=False)
+    return principal
+
+
 def authenticate(request: web.Request) -> Principal:
     """The caller's identity from `Authorization: Bearer <access token>` (401 otherwise)."""
     cached = request.get("principal")
     if cached is not None:
         return cached
-    try:
-        principal = principal_from_token(bearer_token(request))
-    except InvalidToken:
-        raise ApiError(401, "invalid or expired token", enveloped=False) from None
+    principal = principal_of(bearer_token(request))
     request["principal"] = principal
     return principal
 

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import secrets
+import time
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -26,6 +27,7 @@ from core.security import (
     hash_password,
     issue_access_token,
     issue_refresh_token,
+    new_session_id,
     verify_password,
 )
 from domain import identity as rules
@@ -173,15 +175,37 @@ async def _in_thread(fn, *args):
     return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
-async def start_session(conn: Connection, user: Row) -> tuple[dict[str, Any], str]:
+async def start_session(conn: Connection, user: Row,
+                        session_id: str | None = None) -> tuple[dict[str, Any], str]:
     """A new access/refresh pair (AuthResponse) and the refresh token's jti; the refresh
-    token is remembered, hashed, server-side."""
-    access = issue_access_token(user["id"], user["email"], user["role"])
-    refresh, jti, exp = issue_refresh_token(user["id"])
+    token is remembered, hashed, server-side. Without `session_id` this is a new session
+    (a login); a refresh rotation passes its session on."""
+    session_id = session_id or new_session_id()
+    access = issue_access_token(user["id"], user["email"], user["role"], session_id)
+    refresh, jti, exp = issue_refresh_token(user["id"], session_id)
     await store.store_refresh_token(
         conn, user_id=user["id"], jti=jti, token_hash=rules.token_hash(refresh),
-        expires_at=datetime.fromtimestamp(exp, UTC))
+        expires_at=datetime.fromtimestamp(exp, UTC), session_id=session_id)
     return {"access_token": access, "refresh_token": refresh, "user": user_dto(user)}, jti
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def end_sessions(conn: Connection, user_id: str, reason: str, **extra: Any) -> None:
+    """End every session of the user: refresh tokens revoked here, and every access token
+    issued until now refused on every worker once the event reaches the revocation table."""
+    await store.revoke_user_refresh_tokens(conn, user_id)
+    await emit(conn, ev.IDENTITY_EVENTS, user_id, SOURCE, rules.SESSIONS_REVOKED, {
+        "user_id": user_id, "reason": reason, "before_ms": _now_ms(), **extra})
+
+
+async def end_session(conn: Connection, user_id: str, session_id: str, reason: str) -> None:
+    """End one session (the whole refresh-token family, newer tokens included)."""
+    await store.revoke_session_refresh_tokens(conn, session_id)
+    await emit(conn, ev.IDENTITY_EVENTS, user_id, SOURCE, rules.SESSION_REVOKED, {
+        "user_id": user_id, "session_id": session_id, "reason": reason, "at_ms": _now_ms()})
 
 
 async def _current_user(conn: Connection, request: web.Request) -> Row:
@@ -260,6 +284,24 @@ async def refresh(request: web.Request) -> web.Response:
                                              for_update=True)
         if row is None or row["user_id"] != claims.get("user_id", claims.get("sub")):
             raise unauthorized("refresh token not found")
+        reused = row["revoked"] and row["replaced_by"] is not None
+        if reused:
+            # A rotated-away token came back: whoever holds it (thief or victim) must not keep
+            # the session, so its whole family ends, newer tokens included. Committed before
+            # the refusal below.
+            if row["session_id"]:
+                await end_session(conn, row["user_id"], row["session_id"],
+                                  rules.REASON_REFRESH_REUSE)
+            else:  # a token from before sessions existed: its family is unknown
+                await end_sessions(conn, row["user_id"], rules.REASON_REFRESH_REUSE)
+    if reused:
+        log.warning("refresh token reuse for user %s: session ended", row["user_id"])
+        raise unauthorized("refresh token is expired or revoked")
+    async with db.transaction() as conn:
+        row = await store.find_refresh_token(conn, rules.token_hash(body.refresh_token),
+                                             for_update=True)
+        if row is None:
+            raise unauthorized("refresh token not found")
         if row["revoked"] or row["expires_at"] <= datetime.now(UTC):
             raise unauthorized("refresh token is expired or revoked")
         user = await store.get_user(conn, row["user_id"])
@@ -267,7 +309,8 @@ async def refresh(request: web.Request) -> web.Response:
             raise unauthorized("refresh token not found")
         if user["is_banned"]:
             raise _banned()
-        session, new_jti = await start_session(conn, user)
+        # Tokens from before sessions existed start one here.
+        session, new_jti = await start_session(conn, user, row["session_id"] or claims.get("sid"))
         # Rotation: the presented token is spent (DESIGN item 5).
         await store.revoke_refresh_token(conn, row["id"], replaced_by=new_jti)
         return ok(session)
@@ -277,7 +320,10 @@ async def refresh(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     principal = authenticate(request)
     async with db.transaction() as conn:
-        await store.revoke_user_refresh_tokens(conn, principal.user_id)
+        # As in the contract, logout ends every session of the user (all refresh tokens), so
+        # the access tokens of all of them end too, on every worker.
+        await end_sessions(conn, principal.user_id, rules.REASON_LOGOUT,
+                           session_id=principal.session_id)
     return message("logged out successfully")
 
 
@@ -320,6 +366,8 @@ async def forgot_password(request: web.Request) -> web.Response:
     async with db.transaction() as conn:
         user = await store.get_user_by_email(conn, email) if rules.is_email(email) else None
         if user is not None and not user["is_banned"]:
+            # Only the newest link works: issuing one spends every older one.
+            await store.void_password_resets(conn, user["id"])
             token = rules.new_reset_token()
             expires_at = datetime.now(UTC) + rules.RESET_TOKEN_TTL
             await store.create_password_reset(conn, user_id=user["id"],
@@ -360,8 +408,10 @@ async def reset_password(request: web.Request) -> web.Response:
             raise validation_error("invalid token")
         await store.update_user(conn, user["id"], user["version"], password_hash=password_hash)
         await store.mark_password_reset_used(conn, reset["id"])
-        # Whoever held the old password loses their sessions too.
-        await store.revoke_user_refresh_tokens(conn, user["id"])
+        # No other link can change the password again.
+        await store.void_password_resets(conn, user["id"])
+        # Whoever held the old password loses their sessions too, access tokens included.
+        await end_sessions(conn, user["id"], rules.REASON_PASSWORD_RESET)
         await emit(conn, ev.IDENTITY_EVENTS, user["id"], SOURCE, "identity.password_changed",
                    {"user_id": user["id"], "email": user["email"]})
     return message("password reset successful")
@@ -464,11 +514,31 @@ async def admin_ban_user(request: web.Request) -> web.Response:
                                               is_verified=False, banned_at=datetime.now(UTC))
             if updated is None:
                 raise conflict(rules.USER_CONFLICT)
-            await emit(conn, ev.IDENTITY_EVENTS, user_id, SOURCE, "identity.user_banned",
-                       {"user_id": user_id, "banned_by": admin.user_id})
-        # Even for an already-banned user: a ban always leaves no live session behind.
+        # Even for an already-banned user (e.g. banned before bans were published): a ban
+        # always leaves no live session or token behind, on every worker.
         await store.revoke_user_refresh_tokens(conn, user_id)
+        await emit(conn, ev.IDENTITY_EVENTS, user_id, SOURCE, rules.USER_BANNED,
+                   {"user_id": user_id, "banned_by": admin.user_id, "at_ms": _now_ms()})
     return message("user banned successfully")
+
+
+@routes.post("/api/v1/admin/users/{id}/unban")
+async def admin_unban_user(request: web.Request) -> web.Response:
+    """Lift a ban: the user can sign in again; tokens from before the ban stay void."""
+    admin = require_role(request, "admin")
+    user_id = path_uuid(request, "id", "invalid user ID")
+    async with db.transaction() as conn:
+        user = await store.get_user(conn, user_id, for_update=True)
+        if user is None:
+            raise not_found("User", user_id)
+        if user["is_banned"]:
+            updated = await store.update_user(conn, user_id, user["version"], is_banned=False,
+                                              banned_at=None)
+            if updated is None:
+                raise conflict(rules.USER_CONFLICT)
+            await emit(conn, ev.IDENTITY_EVENTS, user_id, SOURCE, rules.USER_UNBANNED,
+                       {"user_id": user_id, "unbanned_by": admin.user_id, "at_ms": _now_ms()})
+    return message("user unbanned successfully")
 
 
 @routes.get("/api/v1/admin/stats/users")

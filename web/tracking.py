@@ -5,6 +5,10 @@ Live fan-out: a fix is processed by whichever worker owns its booking's partitio
 client's WebSocket may be held by any worker. So every worker tails `tracking.events` and
 `chat.events` itself (a groupless consumer over all partitions, from the moment it started) and
 pushes each `tracking.updated` / `chat.message_sent` into the local room of its booking.
+
+Ended sessions: the handshake refuses a revoked token like any view (401), and every worker
+re-checks its open sockets against the revocation table (tables/sessions.py) every
+REVOCATION_CHECK_S, closing those of a banned user or an ended session with close code 4401.
 """
 
 from __future__ import annotations
@@ -25,13 +29,14 @@ from mode import Service
 from core.config import topic_name
 from core.db import Connection, Row, db
 from core.outbox import emit
-from core.security import InvalidToken, principal_from_token
+from core.security import Principal
 from domain.tracking import COMPLETED, MESSAGE_TYPES, path_length_km, round_km
 from kilat import app, cfg
 from models import events as ev
 from stores import tracking as store
 from stores.booking import get_booking, is_participant
 from tables.routing import routed_get
+from tables.sessions import is_revoked
 from tables.trips import trip_of, trips
 from web.health import tables_ready
 from web.http import (
@@ -50,6 +55,7 @@ from web.http import (
     parse_body,
     parse_uuid,
     path_uuid,
+    principal_of,
     require_role,
 )
 from web.metrics import WS_CONNECTIONS
@@ -63,6 +69,10 @@ WRITE_WAIT_S = 10.0         # a frame not written within 10 s drops the client
 SEND_BUFFER = 256           # frames queued per client before it counts as too slow
 READ_LIMIT = 512            # client messages are read and discarded
 READY_WAIT_S = 10.0         # how long a subscription waits for table recovery
+REVOCATION_CHECK_S = 0.25   # how often open sockets are checked against revocations
+# Close code for a socket whose session ended or whose user was banned (4000-4999 are for
+# applications; 4401 mirrors HTTP 401, so clients know to sign in again).
+CLOSE_REVOKED = 4401
 
 
 # ---------------------------------------------------------------- access
@@ -255,9 +265,11 @@ async def list_messages(request: web.Request) -> web.Response:
 class Subscriber:
     """One WebSocket client: a bounded queue of frames and the task writing them."""
 
-    def __init__(self, ws: web.WebSocketResponse, booking_id: str) -> None:
+    def __init__(self, ws: web.WebSocketResponse, booking_id: str,
+                 principal: Principal | None = None) -> None:
         self.ws = ws
         self.booking_id = booking_id
+        self.principal = principal
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=SEND_BUFFER)
         self.writer: asyncio.Task | None = None
 
@@ -279,12 +291,22 @@ def leave(sub: Subscriber) -> None:
             rooms.pop(sub.booking_id, None)
 
 
-def _drop(sub: Subscriber, reason: str) -> None:
+def _drop(sub: Subscriber, reason: str, code: int = 1008) -> None:
     log.info("dropping WebSocket client of booking %s: %s", sub.booking_id, reason)
     leave(sub)
     if sub.writer is not None:
         sub.writer.cancel()
-    asyncio.ensure_future(sub.ws.close(code=1008, message=reason.encode()))
+    asyncio.ensure_future(sub.ws.close(code=code, message=reason.encode()))
+
+
+def close_revoked() -> int:
+    """Close this worker's sockets whose token is no longer valid; returns how many."""
+    closed = 0
+    for sub in [sub for room in rooms.values() for sub in room]:
+        if sub.principal is not None and is_revoked(sub.principal):
+            _drop(sub, "session ended", CLOSE_REVOKED)
+            closed += 1
+    return closed
 
 
 def broadcast(booking_id: str, frame: str) -> int:
@@ -417,6 +439,12 @@ class LiveFeed(Service):
                 log.exception("live feed failed; retrying")
                 await self.sleep(1.0)
 
+    @Service.timer(REVOCATION_CHECK_S)
+    async def _close_revoked(self) -> None:
+        # Polling the local table is cheap (one lookup per open socket) and catches every
+        # way a revocation arrives (this worker's agent or another worker's changelog).
+        close_revoked()
+
     def dispatch(self, raw: bytes | None) -> None:
         try:
             event = json.loads(raw or b"")
@@ -451,10 +479,7 @@ async def tracking_ws(request: web.Request) -> web.StreamResponse:
     token = request.query.get("token", "")
     if not token:
         raise ApiError(401, "token query parameter is required", enveloped=False)
-    try:
-        principal = principal_from_token(token)
-    except InvalidToken:
-        raise ApiError(401, "invalid or expired token", enveloped=False) from None
+    principal = principal_of(token)  # 401 for a bad, expired or revoked token
     try:
         booking_id = parse_uuid(request.match_info.get("booking_id", ""), "")
     except ApiError:
@@ -472,7 +497,7 @@ async def tracking_ws(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         raise ApiError(400, "websocket upgrade required", enveloped=False)
     await ws.prepare(request)
-    sub = Subscriber(ws, booking_id)
+    sub = Subscriber(ws, booking_id, principal)
     join(sub)
     sub.writer = asyncio.create_task(_write(sub))
     try:
