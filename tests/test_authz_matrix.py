@@ -286,7 +286,6 @@ MATRIX: list[Row] = [
         body=lambda role, sc: {"name": "Ali", "phone": "+60123456789", "icNumber": unique("IC"),
                                "vehicleType": "car", "plateNumber": "WXY 1",
                                "petExperience": ["cats"], "consentAcknowledged": True}),
-    Row("POST", "/api/v1/auth/logout", signed_in(200)),
     Row("GET", "/api/v1/auth/profile", signed_in(200)),
     Row("PUT", "/api/v1/auth/profile", signed_in(200), body={}),
     Row("GET", "/api/v1/referrals/code", signed_in(200)),
@@ -417,6 +416,9 @@ MATRIX: list[Row] = [
     Row("GET", "/api/v1/reviews/shop/{id}", everyone(200), args={"id": "shop"}),
     Row("GET", "/api/v1/reviews/rating/{type}/{id}", everyone(200),
         args={"type": "=runner", "id": "runner_profile"}),
+    # ------------------------------------------------ last: logout ends every session of the
+    # caller (docs/identity.md), so no row may follow it
+    Row("POST", "/api/v1/auth/logout", signed_in(200)),
 ]
 
 

@@ -76,6 +76,8 @@ def actor(method: str, path: str) -> str:
     op = SPEC["paths"][path][method.lower()]
     if "security" not in op:
         return "anon"
+    if path == "/api/v1/auth/logout":
+        return "leaver"  # logout ends every session of its caller: not one the others use
     if path.startswith("/api/v1/admin/") or path in (
             "/api/v1/promos", "/api/v1/payments/{payment_id}/refund"):
         return "admin"
@@ -99,6 +101,7 @@ PATH_ARGS: dict[str, dict[str, str]] = {
     "/api/v1/pets/{id}": {"id": "pet"},
     "/api/v1/petshops/{shop_id}": {"shop_id": "shop"},
     "/api/v1/admin/users/{id}/ban": {"id": "victim"},
+    "/api/v1/admin/users/{id}/unban": {"id": "victim"},
     "/api/v1/notifications/{id}/read": {"id": "notification"},
 }
 
@@ -178,6 +181,7 @@ async def world(platform: Platform) -> AsyncIterator[World]:
         clients = {"anon": Client(http, base)}
         for role in ("owner", "runner", "shop"):
             clients[role] = await _sign_up(http, base, role)
+        clients["leaver"] = await _sign_up(http, base, "owner")
         clients["admin"] = await signed_in_admin(platform, http)
         w = World(platform, http, clients)
         owner, runner = clients["owner"], clients["runner"]
