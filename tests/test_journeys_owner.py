@@ -700,9 +700,18 @@ async def test_ios_owner_journey(platform: Platform, http, new_client) -> None:
     assert body["data"]["user"]["email"] == email
     status, body = await owner.get("/api/v1/auth/profile")
     assert status == 200 and body["data"]["email"] == email
-    # Rotation revokes the old refresh token (DESIGN 5).
+    # Rotation revokes the old refresh token (DESIGN 5); presenting it again is a reuse, which
+    # ends the whole session (DESIGN 13), so the app signs in again.
     status, body = await anon.post("/api/v1/auth/refresh", {"refresh_token": old_refresh})
     assert status == 401 and body["success"] is False
+
+    async def session_ended() -> bool:
+        return (await owner.get("/api/v1/auth/profile"))[0] == 401
+    await wait_until(session_ended, 2, 0.05, what="the reused session ended")
+    status, body = await anon.post("/api/v1/auth/login",
+                                   {"email": email, "password": "NewSecret456!"})
+    assert status == 200, body
+    owner.token, owner.refresh_token = body["data"]["access_token"], body["data"]["refresh_token"]
 
     # Pets at the iOS paths.
     status, body = await owner.post("/api/v1/users/me/pets", {
