@@ -369,10 +369,13 @@ async def test_ban_on_one_worker_reaches_every_worker_within_two_seconds(
     done, _ = await asyncio.wait(closing.values(), timeout=REVOCATION_S * 2)
     assert len(done) == len(closing), "a banned user's WebSocket stayed open"
     closed = {name: task.result() for name, task in closing.items()}
+    # Which worker's agent wrote the entry (the other one read it from the changelog).
+    writer = [w.name for w in (w1, w2)
+              if f"identity.user_banned for user {victim_id}" in w.log_path.read_text()]
     print(f"ban on w1 → token refused on w2 after {took['w2'] * 1000:.0f} ms "
           f"(w1: {took['w1'] * 1000:.0f} ms); WebSocket closed on w2 after "
           f"{(closed['w2'][0] - started) * 1000:.0f} ms (w1: "
-          f"{(closed['w1'][0] - started) * 1000:.0f} ms)")
+          f"{(closed['w1'][0] - started) * 1000:.0f} ms); table entry written by {writer}")
     for name in on:
         assert took[name] < REVOCATION_S, (name, took)
         at, code = closed[name]
@@ -385,6 +388,12 @@ async def test_ban_on_one_worker_reaches_every_worker_within_two_seconds(
         await http.ws_connect(p.base_url.replace("http", "ws", 1)
                               + f"/ws/tracking/{booking_id}?token={token}")
     assert refusal.value.status == 401
+
+    # A worker that starts later (empty data directory) recovers the ban from the changelog
+    # before it reports ready.
+    w3 = p.start_worker("w3")
+    await p.wait_ready(w3)
+    assert await Client(http, w3.url, token).get("/api/v1/bookings") == (401, BAD_TOKEN)
 
 
 # ---------------------------------------------------------------- profile
