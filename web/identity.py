@@ -284,36 +284,30 @@ async def refresh(request: web.Request) -> web.Response:
                                              for_update=True)
         if row is None or row["user_id"] != claims.get("user_id", claims.get("sub")):
             raise unauthorized("refresh token not found")
-        reused = row["revoked"] and row["replaced_by"] is not None
-        if reused:
-            # A rotated-away token came back: whoever holds it (thief or victim) must not keep
-            # the session, so its whole family ends, newer tokens included. Committed before
-            # the refusal below.
-            if row["session_id"]:
-                await end_session(conn, row["user_id"], row["session_id"],
-                                  rules.REASON_REFRESH_REUSE)
-            else:  # a token from before sessions existed: its family is unknown
-                await end_sessions(conn, row["user_id"], rules.REASON_REFRESH_REUSE)
-    if reused:
-        log.warning("refresh token reuse for user %s: session ended", row["user_id"])
-        raise unauthorized("refresh token is expired or revoked")
-    async with db.transaction() as conn:
-        row = await store.find_refresh_token(conn, rules.token_hash(body.refresh_token),
-                                             for_update=True)
-        if row is None:
-            raise unauthorized("refresh token not found")
-        if row["revoked"] or row["expires_at"] <= datetime.now(UTC):
-            raise unauthorized("refresh token is expired or revoked")
-        user = await store.get_user(conn, row["user_id"])
-        if user is None:
-            raise unauthorized("refresh token not found")
-        if user["is_banned"]:
-            raise _banned()
-        # Tokens from before sessions existed start one here.
-        session, new_jti = await start_session(conn, user, row["session_id"] or claims.get("sid"))
-        # Rotation: the presented token is spent (DESIGN item 5).
-        await store.revoke_refresh_token(conn, row["id"], replaced_by=new_jti)
-        return ok(session)
+        if not (row["revoked"] and row["replaced_by"] is not None):
+            if row["revoked"] or row["expires_at"] <= datetime.now(UTC):
+                raise unauthorized("refresh token is expired or revoked")
+            user = await store.get_user(conn, row["user_id"])
+            if user is None:
+                raise unauthorized("refresh token not found")
+            if user["is_banned"]:
+                raise _banned()
+            # Rotation keeps the session (tokens from before sessions existed start one here).
+            session, new_jti = await start_session(conn, user,
+                                                   row["session_id"] or claims.get("sid"))
+            # Rotation: the presented token is spent (DESIGN item 5).
+            await store.revoke_refresh_token(conn, row["id"], replaced_by=new_jti)
+            return ok(session)
+        # A rotated-away token came back: whoever holds it (thief or victim) must not keep the
+        # session, so its whole family ends, newer tokens included (DESIGN item 13). Leaving
+        # the block commits that; the refusal follows.
+        if row["session_id"]:
+            await end_session(conn, row["user_id"], row["session_id"],
+                              rules.REASON_REFRESH_REUSE)
+        else:  # a token from before sessions existed: its family is unknown
+            await end_sessions(conn, row["user_id"], rules.REASON_REFRESH_REUSE)
+    log.warning("refresh token reuse for user %s: session ended", row["user_id"])
+    raise unauthorized("refresh token is expired or revoked")
 
 
 @routes.post("/api/v1/auth/logout")
