@@ -353,8 +353,17 @@ async def tunnel_websocket(request: web.Request, base: str) -> web.StreamRespons
         for task in tasks:
             task.cancel()
         await upstream_ws.close()
-        await client_ws.close()
+        await client_ws.close(code=_relayable(upstream_ws.close_code))
     return client_ws
+
+
+def _relayable(code: int | None) -> int:
+    """The worker's close code, passed on to the client (e.g. 4401: the session ended, sign in
+    again), unless it is one a close frame must not carry (1005/1006/1015) or none."""
+    if code is not None and (1000 <= code <= 1003 or 1007 <= code <= 1014
+                             or 3000 <= code <= 4999):
+        return code
+    return 1000
 
 
 # ---------------------------------------------------------------- app
