@@ -842,3 +842,32 @@ def test_rules_without_io() -> None:
     assert re.fullmatch(r"[0-9a-f]{64}", token) and rules.token_hash(token) != token
     assert rules.profile_changes({"full_name": "A", "phone": ""},
                                  rules.ProfileChange(full_name="A", phone=" ")) == {}
+
+
+# ---------------------------------------------------------------- revocation rules (pure)
+
+def test_revocation_record_rules() -> None:
+    keep = 1_000
+    rec = rules.apply_revocation(None, rules.SESSION_REVOKED, {"session_id": "s1"}, 100,
+                                 keep_ms=keep, now_ms=100)
+    assert rules.token_revoked(rec, "s1", 50) and rules.token_revoked(rec, "s1", 5_000)
+    assert not rules.token_revoked(rec, "s2", 50) and not rules.token_revoked(rec, "", 50)
+    # A reset or logout voids what was issued before it, not what came after (ms precision).
+    rec = rules.apply_revocation(rec, rules.SESSIONS_REVOKED, {}, 2_000, keep_ms=keep,
+                                 now_ms=200)
+    assert rules.token_revoked(rec, "s9", 1_999) and not rules.token_revoked(rec, "s9", 2_000)
+    # An older event replayed later does not move the line back.
+    assert rules.apply_revocation(rec, rules.SESSIONS_REVOKED, {}, 1_000, keep_ms=keep,
+                                  now_ms=300)["void_before_ms"] == 2_000
+    # Revoked sessions are forgotten once every token of theirs has expired.
+    later = rules.apply_revocation(rec, rules.SESSIONS_REVOKED, {}, 2_000, keep_ms=keep,
+                                   now_ms=100 + keep + 1)
+    assert later["sessions"] == {}
+    # A ban refuses every token, even one issued after it; an unban lifts only that.
+    banned = rules.apply_revocation(rec, rules.USER_BANNED, {}, 3_000, keep_ms=keep, now_ms=300)
+    assert rules.token_revoked(banned, "s9", 10_000)
+    unbanned = rules.apply_revocation(banned, rules.USER_UNBANNED, {}, 4_000, keep_ms=keep,
+                                      now_ms=400)
+    assert rules.token_revoked(unbanned, "s9", 2_999)
+    assert not rules.token_revoked(unbanned, "s9", 4_001)
+    assert not rules.token_revoked(None, "s1", 0)
