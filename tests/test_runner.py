@@ -11,8 +11,8 @@ import aiohttp
 
 from core.security import issue_access_token
 from tests.conftest import Client
-from tests.test_booking import book
 from tests.platform import Platform, wait_until
+from tests.test_booking import book
 
 VEHICLE = {"vehicle_type": "car", "vehicle_plate": "WXY 1234", "vehicle_model": "Perodua Myvi",
            "vehicle_year": 2021, "air_conditioned": True}

@@ -379,8 +379,10 @@ def _stand_in_key() -> bytes:
 
 @routes.get("/api/v1/runners/nearby")
 async def nearby_runners(request: web.Request) -> web.Response:
-    """Coarse on purpose (DESIGN 14): distances to stand-in points in 0.1 km steps, first
-    names, no phone, plate or coordinates (see domain.runner.stand_in_point)."""
+    """Online runners near a point, coarse on purpose (DESIGN 14).
+
+    Distances to stand-in points in 0.1 km steps, first names, no phone, plate or
+    coordinates (see domain.runner.stand_in_point)."""
     require_role(request)
     lat, lng, radius = _search_params(request, rules.DEFAULT_RUNNER_RADIUS_KM)
     async with db.connect() as conn:
@@ -391,9 +393,11 @@ async def nearby_runners(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/runners/{runner_id}")
 async def get_runner(request: web.Request) -> web.Response:
-    """A runner's card by user id (what bookings carry) or profile id. The full RunnerDTO
-    (phone, plate, full name) only for admins, the runner, and the owner of a booking the
-    runner accepted and has not finished; everyone else sees the nearby-search card."""
+    """A runner's card; phone and plate only with a contact right (DESIGN 14).
+
+    By user id (what bookings carry) or profile id. The full RunnerDTO (phone, plate, full
+    name) for admins, the runner, and the owner of a booking the runner accepted and has not
+    finished; everyone else sees the nearby-search card."""
     me = require_role(request)
     runner_id = path_uuid(request, "runner_id", "invalid runner ID")
     async with db.connect() as conn:
