@@ -154,9 +154,10 @@ def rank_nearby(key: bytes, latitude: float, longitude: float, radius_km: float,
 
 
 def first_name(full_name: str | None) -> str:
-    """What other users see of a runner's name."""
+    """What other users see of a runner's name. A name that fell back to the email (see
+    profile_defaults) shows only the part before the @."""
     parts = (full_name or "").split()
-    return parts[0] if parts else ""
+    return parts[0].partition("@")[0] if parts else ""
 
 
 def may_see_contact(role: str, viewer_id: str, runner_user_id: str,

@@ -470,3 +470,25 @@ async def test_contact_only_for_the_owner_of_an_accepted_booking(platform, http,
     assert await owner.get(f"/api/v1/runners/{unknown}") == (404, not_found(unknown))
     status, body = await owner.get("/api/v1/runners/not-a-uuid")
     assert (status, body) == (400, {"success": False, "error": "invalid runner ID"})
+
+
+def test_privacy_rules_without_io() -> None:
+    from domain import runner as rules
+    from domain.tracking import haversine_km
+
+    rng = random.Random(14)
+    for n in range(3000):
+        lat, lng = rng.uniform(-70, 70), rng.uniform(-180, 180)
+        spot = rules.stand_in_point(b"key", f"runner-{n}", lat, lng)
+        assert 60 <= haversine_km(lat, lng, *spot) * 1000 <= 340
+        # Stable while the runner stays put (no averaging), different under another key.
+        assert rules.stand_in_point(b"key", f"runner-{n}", lat, lng) == spot
+        assert rules.stand_in_point(b"other", f"runner-{n}", lat, lng) != spot
+    assert rules.coarse_distance_km(3.0, 101.0, 3.0, 101.0) == 0.0
+    assert rules.coarse_distance_km(3.0, 101.0, 3.0 + 1.234 / 111.195, 101.0) == 1.2
+    assert [rules.first_name(n) for n in ("Siti Aminah", "ana@x.my", " ", None)] == [
+        "Siti", "ana", "", ""]
+    assert rules.may_see_contact("admin", "a", "r", False)
+    assert rules.may_see_contact("runner", "r", "r", False)
+    assert rules.may_see_contact("owner", "o", "r", True)
+    assert not rules.may_see_contact("owner", "o", "r", False)
