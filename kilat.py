@@ -67,6 +67,7 @@ review_events = kilat_topic(ev.REVIEW_EVENTS)
 chat_events = kilat_topic(ev.CHAT_EVENTS)
 identity_events = kilat_topic(ev.IDENTITY_EVENTS)
 trip_fixes = kilat_topic(ev.TRIP_FIXES)
+login_failures = kilat_topic(ev.LOGIN_FAILURES)
 dead_letter = kilat_topic(ev.DEAD_LETTER)
 
 TOPICS: dict[str, faust.TopicT] = {
@@ -78,6 +79,7 @@ TOPICS: dict[str, faust.TopicT] = {
     ev.CHAT_EVENTS: chat_events,
     ev.IDENTITY_EVENTS: identity_events,
     ev.TRIP_FIXES: trip_fixes,
+    ev.LOGIN_FAILURES: login_failures,
     ev.DEAD_LETTER: dead_letter,
 }
 

@@ -32,7 +32,7 @@ async def create_admin(self, email: str, password: str, full_name: str) -> None:
     if not full_name.strip():
         raise CommandError("full name is required")
     try:
-        rules.check_password(password)
+        rules.check_password(password, email)
         full_name = rules.check_full_name(full_name)
     except rules.RuleViolation as exc:
         raise CommandError(str(exc)) from None

@@ -141,6 +141,11 @@ class Settings:
     log_json: bool = False
     # Addresses whose X-Forwarded-Proto is believed (for HSTS); empty: none.
     trusted_proxies: frozenset[str] = frozenset()
+    # Sign-in throttle (streams/login_throttle.py): failures counted per tumbling window.
+    login_window_s: float = 900.0
+    login_max_failures: int = 5
+    login_max_failures_per_address: int = 20
+    login_max_failures_per_account: int = 50
     extra: dict = field(default_factory=dict)
 
     @property
@@ -199,4 +204,8 @@ def settings() -> Settings:
         trusted_proxies=frozenset(
             p.strip() for p in os.environ.get("KILAT_TRUSTED_PROXIES", "").split(",")
             if p.strip()),
+        login_window_s=_float("LOGIN_WINDOW_S", 900.0),
+        login_max_failures=_int("LOGIN_MAX_FAILURES", 5),
+        login_max_failures_per_address=_int("LOGIN_MAX_FAILURES_PER_ADDRESS", 20),
+        login_max_failures_per_account=_int("LOGIN_MAX_FAILURES_PER_ACCOUNT", 50),
     )

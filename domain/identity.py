@@ -6,14 +6,17 @@ No I/O here: views and agents call these to decide, then persist and emit.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from urllib.parse import urlsplit
 
 import phonenumbers
+from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 ROLES = ("owner", "runner", "admin", "shop")
 # DESIGN item 5: admins are made by the `kilat create-admin` command, never by sign-up.
@@ -36,6 +39,12 @@ RESET_TOKEN_TTL = timedelta(hours=1)
 VEHICLE_TYPES = ("motorbike", "car", "bicycle")
 PET_EXPERIENCE = ("dogs", "cats", "birds", "fish", "small_pets", "vet_trips")
 APPLICATION_STATUS = "pending_review"
+# An application whose IC number was already submitted: stored and answered like any other
+# (the form must not reveal which IC numbers are registered), for an admin to look at.
+DUPLICATE_APPLICATION_STATUS = "duplicate_review"
+# Application numbers: random, readable aloud and typed without confusion (no 0/O, 1/I/L).
+APPLICATION_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+APPLICATION_CODE_LENGTH = 8
 
 USER_CONFLICT = "user was modified by another transaction"
 BANNED = "account is banned"
@@ -71,11 +80,37 @@ def check_self_registration(role: str) -> None:
         raise RuleViolation(f"invalid role: {role}")
 
 
-def check_password(password: str) -> None:
+PASSWORD_TOO_COMMON = "password is too common"
+PASSWORD_IS_EMAIL = "password must not be the same as the email"
+
+
+@cache
+def common_passwords() -> frozenset[str]:
+    """The 30,000 most common passwords of the zxcvbn package (MIT licence; the list zxcvbn
+    was built from leaked-password corpora), lower-case."""
+    return frozenset(FREQUENCY_LISTS["passwords"])
+
+
+def check_password(password: str, email: str | None = None) -> None:
+    """Length (8 characters to 72 bytes), not a common password (case-insensitive), and, when
+    the account's email is known, neither the email nor its local part."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise RuleViolation(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
     if len(password.encode()) > MAX_PASSWORD_BYTES:
         raise RuleViolation(f"password must be at most {MAX_PASSWORD_BYTES} bytes")
+    check_password_strength(password, email)
+
+
+def check_password_strength(password: str, email: str | None = None) -> None:
+    """The rules beyond length: RuleViolation for a common password or one equal to the
+    email (or to the part before its @), compared case-insensitively."""
+    folded = password.strip().casefold()
+    if email:
+        address = normalize_email(email)
+        if folded in (address, address.partition("@")[0]):
+            raise RuleViolation(PASSWORD_IS_EMAIL)
+    if folded in common_passwords():
+        raise RuleViolation(PASSWORD_TOO_COMMON)
 
 
 def check_full_name(name: str) -> str:
@@ -135,6 +170,62 @@ def profile_changes(current: dict, change: ProfileChange) -> dict[str, str]:
     if change.avatar_url and change.avatar_url.strip():
         updates["avatar_url"] = check_avatar_url(change.avatar_url)
     return {k: v for k, v in updates.items() if current.get(k) != v}
+
+
+# ---------------------------------------------------------------- sign-in throttle
+#
+# Failed sign-ins are counted per tumbling window under three counters (the agent in
+# streams/login_throttle.py); a counter at its limit locks sign-in for what it names until the
+# window ends:
+# * the account at one address (limit `login_max_failures`, 5): someone guessing one account's
+#   password; keyed by address too, so a stranger's failures never lock the owner's own address;
+# * the address, whatever the account (`login_max_failures_per_address`, 20): one machine trying
+#   many accounts; higher, because many people share an address behind a NAT;
+# * the account, whatever the address (`login_max_failures_per_account`, 50): guessing spread
+#   over many addresses. A stranger with 10+ addresses can lock an owner out with it, but only
+#   until the window ends (the trade-off for bounding distributed guessing).
+
+LOGIN_THROTTLED = "too many failed login attempts"
+COUNTER_ACCOUNT_AT_ADDRESS = "aa"
+COUNTER_ADDRESS = "ad"
+COUNTER_ACCOUNT = "ac"
+
+
+def account_key(email: str) -> str:
+    """What the throttle knows of an account: a hash of the normalised email (unknown emails
+    are throttled alike, so the throttle does not reveal which accounts exist, and the events
+    carry no address book of attempted emails)."""
+    return hashlib.sha256(normalize_email(email).encode()).hexdigest()[:32]
+
+
+def login_counters(account: str, address: str) -> tuple[str, str, str]:
+    """The counter keys one failure of `account` from `address` adds to."""
+    return (f"{COUNTER_ACCOUNT_AT_ADDRESS}:{account}@{address}", f"{COUNTER_ADDRESS}:{address}",
+            f"{COUNTER_ACCOUNT}:{account}")
+
+
+@dataclass(frozen=True)
+class ThrottleLimits:
+    account_at_address: int
+    address: int
+    account: int
+
+    def limit_of(self, counter: str) -> int:
+        kind = counter.partition(":")[0]
+        return {COUNTER_ACCOUNT_AT_ADDRESS: self.account_at_address,
+                COUNTER_ADDRESS: self.address, COUNTER_ACCOUNT: self.account}.get(kind, 0)
+
+
+def locks_after(counter: str, failures: int, limits: ThrottleLimits) -> bool:
+    """Whether `failures` in the current window lock what `counter` names (0 = no limit)."""
+    limit = limits.limit_of(counter)
+    return limit > 0 and failures >= limit
+
+
+def retry_after(lock_ends: Iterable[float | None], now: float) -> int | None:
+    """Whole seconds until the last of the active locks ends, or None when none is active."""
+    remaining = [end - now for end in lock_ends if end is not None and end > now]
+    return max(1, math.ceil(max(remaining))) if remaining else None
 
 
 # ---------------------------------------------------------------- secrets
@@ -216,9 +307,15 @@ def all_in(values: Iterable[str], allowed: Iterable[str]) -> bool:
     return all(v in allowed_set for v in values)
 
 
-def application_number(year: int, sequence: int) -> str:
-    """`KR-<year>-<5-digit sequence within the UTC year>`."""
-    return f"KR-{year}-{sequence:05d}"
+def application_number(year: int) -> str:
+    """`KR-<year>-<8 random characters>` (e.g. KR-2026-7QK2M9XD): ~2^39 possibilities a year,
+    so numbers reveal neither how many people applied nor each other."""
+    code = "".join(secrets.choice(APPLICATION_ALPHABET) for _ in range(APPLICATION_CODE_LENGTH))
+    return f"KR-{year}-{code}"
+
+
+def application_status(ic_already_submitted: bool) -> str:
+    return DUPLICATE_APPLICATION_STATUS if ic_already_submitted else APPLICATION_STATUS
 
 
 # ---------------------------------------------------------------- sessions and revocation

@@ -244,6 +244,9 @@ def _forward_headers(request: web.Request) -> CIMultiDict:
     headers["X-Forwarded-For"] = f"{prior}, {remote}" if prior else remote
     headers["X-Forwarded-Host"] = request.host
     headers["X-Forwarded-Proto"] = "https" if client_is_secure(request) else "http"
+    # The client address as resolved here (trusted proxies only); replaces any the client sent.
+    # Workers believe it (sign-in throttle) because only the gateway reaches them.
+    headers["X-Real-IP"] = client_ip(request)
     headers["X-Request-ID"] = request["request_id"]
     return headers
 

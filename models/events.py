@@ -25,6 +25,9 @@ IDENTITY_EVENTS = "identity.events"
 # Internal: GPS fixes re-keyed by booking id, so trip state lives with the booking's partition.
 TRIP_FIXES = "kilat.trip-fixes"
 DEAD_LETTER = "kilat.dead-letter"
+# Internal: failed sign-ins re-keyed by throttle counter (account at address, address, account),
+# so each counter lives with one partition of the windowed table.
+LOGIN_FAILURES = "kilat.login-failures"
 
 PUBLIC_TOPICS = (
     BOOKING_EVENTS, PAYMENT_EVENTS, RUNNER_EVENTS, TRACKING_EVENTS, REVIEW_EVENTS,

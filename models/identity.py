@@ -81,7 +81,8 @@ runner_applications = Table(
     Column("application_id", String(20), nullable=False, unique=True),
     Column("name", Text, nullable=False),
     Column("phone", Text, nullable=False),
-    Column("ic_number", Text, nullable=False, unique=True),
+    # Not unique: a repeated IC number is kept for review (no enumeration through the form).
+    Column("ic_number", Text, nullable=False, index=True),
     Column("vehicle_type", Text, nullable=False),
     Column("plate_number", Text, nullable=False),
     Column("pet_experience", ARRAY(Text), nullable=False, server_default="{}"),

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from core.db import Connection, Row
@@ -19,7 +19,6 @@ from models.identity import (
     password_resets,
     referrals,
     refresh_tokens,
-    runner_application_counters,
     runner_applications,
     user_referral_codes,
     users,
@@ -173,20 +172,18 @@ async def mark_password_reset_used(conn: Connection, reset_id: str) -> None:
 
 # ---------------------------------------------------------------- runner applications
 
-async def next_application_number(conn: Connection, year: int) -> int:
-    """The next sequence number of the year (row-locked until the transaction ends)."""
-    stmt = pg_insert(runner_application_counters).values(year=year, last_number=1)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["year"],
-        set_={"last_number": runner_application_counters.c.last_number + 1},
-    ).returning(runner_application_counters.c.last_number)
-    return int(await conn.scalar(stmt))
+async def ic_number_submitted(conn: Connection, ic_number: str) -> bool:
+    """Whether an application with this IC number exists (for the admin's review status only,
+    never for the applicant's answer)."""
+    stmt = select(literal(1)).select_from(runner_applications).where(
+        runner_applications.c.ic_number == ic_number).limit(1)
+    return bool(await conn.scalar(stmt))
 
 
 async def insert_runner_application(conn: Connection, **values: Any) -> Row | None:
-    """Insert an application; None when its IC number was already used."""
+    """Insert an application; None when its (random) application number is already taken."""
     stmt = (pg_insert(runner_applications).values(**values)
-            .on_conflict_do_nothing(index_elements=["ic_number"])
+            .on_conflict_do_nothing(index_elements=["application_id"])
             .returning(runner_applications))
     return await conn.fetch_one(stmt)
 

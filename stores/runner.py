@@ -14,7 +14,14 @@ from sqlalchemy import delete, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from core.db import Connection, Row
-from domain.runner import NEARBY_LIMIT, SESSION_ACTIVE, SHOP_LIST_LIMIT, distance_km
+from domain.runner import (
+    CONTACT_STATUSES,
+    NEARBY_LIMIT,
+    SEARCH_MARGIN_KM,
+    SESSION_ACTIVE,
+    SHOP_LIST_LIMIT,
+)
+from models.booking import bookings
 from models.runner import crate_specs, pet_shops, runner_locations, runners
 
 RUNNER_COLUMNS = [c for c in runners.c]
@@ -109,23 +116,46 @@ async def add_crate(conn: Connection, profile_id: str, values: dict[str, Any]) -
     return row
 
 
+# Nearby search re-ranks on stand-in points (domain.runner.rank_nearby), which can move a
+# runner by up to a few hundred metres: fetch more than the page it shows.
+NEARBY_CANDIDATES = 200
+
+
 async def nearby_runners(conn: Connection, latitude: float, longitude: float, radius_km: float,
-                         limit: int = NEARBY_LIMIT) -> list[Row]:
-    """Online runners with a known position within `radius_km`, nearest first, each with
-    `distance_km`. ST_DWithin on geography uses the GIST index of runner_locations."""
+                         limit: int = NEARBY_CANDIDATES) -> list[Row]:
+    """Candidates for nearby search: online runners with a known position within `radius_km`
+    plus the stand-in margin, nearest first, with their TRUE `latitude`/`longitude` (for
+    domain.runner.rank_nearby only; never shown). ST_DWithin on geography uses the GIST index
+    of runner_locations."""
     here = point(latitude, longitude)
+    geom = runner_locations.c.location.cast(Geometry)
     dist = func.ST_Distance(runner_locations.c.location, here)
-    stmt = (select(*RUNNER_COLUMNS, dist.label("distance_m"))
+    stmt = (select(*RUNNER_COLUMNS, func.ST_Y(geom).label("latitude"),
+                   func.ST_X(geom).label("longitude"))
             .select_from(runners.join(runner_locations,
                                       runner_locations.c.runner_id == runners.c.user_id))
             .where(runners.c.session_status == SESSION_ACTIVE,
-                   func.ST_DWithin(runner_locations.c.location, here, radius_km * 1000.0))
+                   func.ST_DWithin(runner_locations.c.location, here,
+                                   (radius_km + SEARCH_MARGIN_KM) * 1000.0))
             .order_by(dist, runners.c.id)
             .limit(limit))
-    rows = await conn.fetch_all(stmt)
-    for row in rows:
-        row["distance_km"] = distance_km(row.pop("distance_m"))
-    return rows
+    return await conn.fetch_all(stmt)
+
+
+async def find_runner(conn: Connection, runner_id: str) -> Row | None:
+    """A runner profile by the runner's user id or by the profile's own id."""
+    return await conn.fetch_one(select(*RUNNER_COLUMNS).where(
+        (runners.c.user_id == runner_id) | (runners.c.id == runner_id)))
+
+
+async def has_contact_booking(conn: Connection, owner_id: str, runner_user_id: str) -> bool:
+    """Whether `owner_id` owns a booking that this runner accepted and has not finished
+    (domain.runner.CONTACT_STATUSES): the one case where an owner sees the runner's contact."""
+    stmt = (select(literal(1)).select_from(bookings)
+            .where(bookings.c.owner_id == owner_id, bookings.c.runner_id == runner_user_id,
+                   bookings.c.status.in_(CONTACT_STATUSES))
+            .limit(1))
+    return bool(await conn.scalar(stmt))
 
 
 async def set_runner_rating(conn: Connection, user_id: str, rating: float,

@@ -5,6 +5,7 @@ from streams import (  # noqa: F401
     clients,
     housekeeping,
     identity,
+    login_throttle,
     monitoring,
     notification,
     outbox_relay,

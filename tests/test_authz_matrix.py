@@ -265,6 +265,7 @@ def review_body(role: str, sc: Scenario) -> dict[str, Any]:
 
 
 ADMIN = ("admin",)
+CONTACT = ("owner", "assigned", "admin")  # who sees the assigned runner's phone and plate
 RUNNERS = ("runner", "assigned")
 OWNERS = ("owner", "other_owner")
 B = "/api/v1/bookings/{id}"
@@ -369,6 +370,8 @@ MATRIX: list[Row] = [
     Row("POST", "/api/v1/runners/me/crates", only(201, *RUNNERS),
         body={"size": "small", "pet_types": ["cat"], "max_weight_kg": 8}),
     Row("GET", "/api/v1/runners/nearby", signed_in(200), query="?latitude=3.139&longitude=101.68"),
+    # Everyone signed in sees the card; who also sees phone and plate: CONTACT below.
+    Row("GET", "/api/v1/runners/{runner_id}", signed_in(200), args={"runner_id": "runner_user"}),
     Row("GET", "/api/v1/petshops", signed_in(200)),
     Row("GET", "/api/v1/petshops/nearby", signed_in(200), query="?latitude=3.139&longitude=101.68"),
     Row("GET", "/api/v1/petshops/mine", only(200, "shop")),
@@ -511,6 +514,15 @@ async def test_authorization_matrix(platform: Platform, http, new_client, new_ad
             if role == "anon" and (row.method, row.route) in protected and not row.ws \
                     and status != 401:
                 failures.append(f"{where}: protected route answered {status} without a token")
+    # DESIGN 14: the assigned runner's phone and plate, for the owner of the booking R
+    # accepted, R and admins; the card without them for everyone else.
+    for role in AUTHED:
+        status, body = await sc.clients[role].get(f"/api/v1/runners/{sc.ids['runner_user']}")
+        shown = {k for k in ("phone", "vehicle_plate") if k in body["data"]}
+        wanted = {"phone", "vehicle_plate"} if role in CONTACT else set()
+        if status != 200 or shown != wanted:
+            failures.append(f"GET /api/v1/runners/{{runner_id}} as {role}: {status}, shows "
+                            f"{sorted(shown)}, expected {sorted(wanted)}")
     print(f"authz matrix: {len(MATRIX)} rows, {calls} calls in {time.monotonic() - started:.1f}s")
     assert not failures, f"{len(failures)} authorization mismatches:\n" + "\n".join(failures)
 

@@ -650,6 +650,7 @@ async def test_injection_strings_in_query_and_path_are_inert(world: World) -> No
             ("owner", f"/api/v1/payments/{v}", {400}),
             ("owner", f"/api/v1/tracking/{v}", {400}),
             ("owner", f"/api/v1/petshops/{v}", {400}),
+            ("owner", f"/api/v1/runners/{v}", {400}),
             ("anon", f"/api/v1/tracking/shared/{v}", {404}),
             ("anon", f"/api/v1/reviews/rating/{v}/{world.ids['unknown']}", {400}),
             ("owner", f"/api/v1/notifications/{v}", {400}),

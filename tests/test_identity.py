@@ -133,6 +133,14 @@ async def test_register_validation_errors(client: Client) -> None:
         assert (status, body) == (400, {"success": False, "error": text}), fields
     status, body = await register(client, role="admin")
     assert (status, body) == (400, err("admin accounts cannot be self-registered"))
+    # Common passwords (any case) and the email or its local part are refused (issue 13 #6).
+    for password in ("12345678", "password", "Password", "qwertyuiop", "iloveyou"):
+        status, body = await register(client, password=password)
+        assert (status, body) == (400, err("password is too common")), password
+    email = unique_email("same")
+    for password in (email, email.upper(), email.split("@")[0]):
+        status, body = await register(client, email=email, password=password)
+        assert (status, body) == (400, err("password must not be the same as the email"))
     status, body = await register(client, phone="12ab")
     assert (status, body) == (400, err("invalid phone format: 12ab"))
     status, body = await client.call("POST", "/api/v1/auth/register", data=b"{oops",
@@ -493,6 +501,12 @@ async def test_forgot_and_reset_password(platform: Platform, client: Client, new
     assert await client.post("/api/v1/auth/reset-password",
                              {"token": token, "newPassword": "p" * 73}) == (
         400, err("password must be at most 72 bytes"))
+    assert await client.post("/api/v1/auth/reset-password",
+                             {"token": token, "newPassword": "password1"}) == (
+        400, err("password is too common"))
+    assert await client.post("/api/v1/auth/reset-password",
+                             {"token": token, "newPassword": email.upper()}) == (
+        400, err("password must not be the same as the email"))
     for bad in ("0" * 64, "", "not hex"):
         assert await client.post("/api/v1/auth/reset-password",
                                  {"token": bad, "newPassword": "NewSecret456"}) == (
@@ -595,18 +609,28 @@ async def test_runner_application(platform: Platform, client: Client) -> None:
     assert status == 201, body
     number = body["data"]["applicationId"]
     year = datetime.now(UTC).year
-    assert re.fullmatch(rf"KR-{year}-\d{{5}}", number)
+    code = f"[{rules.APPLICATION_ALPHABET}]{{{rules.APPLICATION_CODE_LENGTH}}}"
+    assert re.fullmatch(rf"KR-{year}-{code}", number)
     status, body = await client.post("/api/v1/runners/apply", application(vehicleType="car"))
     assert status == 201
-    assert body["data"]["applicationId"] == f"KR-{year}-{int(number[-5:]) + 1:05d}"
+    second = body["data"]["applicationId"]
+    assert re.fullmatch(rf"KR-{year}-{code}", second) and second != number
 
-    assert await client.post("/api/v1/runners/apply", {**application(), "icNumber":
-                                                       first["icNumber"]}) == (
-        409, err(f"RunnerApplication with ic_number '{first['icNumber']}' already exists"))
-    rows = platform.sql("SELECT status, pet_experience, vehicle_type FROM runner_applications "
-                        "WHERE ic_number = %s", (first["icNumber"],))
-    assert rows == [{"status": "pending_review", "pet_experience": ["dogs", "cats"],
-                     "vehicle_type": "motorbike"}]
+    # A repeated IC number gets the same kind of answer (the form does not reveal which IC
+    # numbers are registered); the repeat is kept for an admin to review.
+    status, body = await client.post("/api/v1/runners/apply", {**application(), "icNumber":
+                                                                first["icNumber"]})
+    assert status == 201 and set(body) == {"success", "data"} and set(body["data"]) == {
+        "applicationId"}
+    assert re.fullmatch(rf"KR-{year}-{code}", body["data"]["applicationId"])
+    rows = platform.sql("SELECT application_id, status, pet_experience, vehicle_type FROM "
+                        "runner_applications WHERE ic_number = %s ORDER BY submitted_at",
+                        (first["icNumber"],))
+    assert rows == [
+        {"application_id": number, "status": "pending_review", "pet_experience": ["dogs", "cats"],
+         "vehicle_type": "motorbike"},
+        {"application_id": body["data"]["applicationId"], "status": "duplicate_review",
+         "pet_experience": ["dogs", "cats"], "vehicle_type": "motorbike"}]
 
     cases = [
         ({"name": " "}, "name is required"),
@@ -622,9 +646,6 @@ async def test_runner_application(platform: Platform, client: Client) -> None:
     for fields, text in cases:
         assert await client.post("/api/v1/runners/apply", application(**fields)) == (
             400, err(text)), fields
-    # A failed application does not burn a number.
-    status, body = await client.post("/api/v1/runners/apply", application())
-    assert body["data"]["applicationId"] == f"KR-{year}-{int(number[-5:]) + 2:05d}"
 
 
 # ---------------------------------------------------------------- referrals
@@ -817,6 +838,9 @@ async def test_create_admin_command_refuses_duplicates_and_bad_input(platform: P
     code, out = await run("--email", unique_email("adm"), "--password", "short",
                           "--full-name", "X")
     assert code != 0 and "password must be at least 8 characters" in out
+    code, out = await run("--email", unique_email("adm"), "--password", "password123",
+                          "--full-name", "X")
+    assert code != 0 and "password is too common" in out
     assert platform.sql("SELECT count(*) AS n FROM users WHERE lower(email) = %s",
                         (email,)) == [{"n": 1}]
 
@@ -837,7 +861,24 @@ def test_rules_without_io() -> None:
             assert str(exc) == f"invalid phone format: {bad}"
         else:
             raise AssertionError(bad)
-    assert rules.application_number(2026, 7) == "KR-2026-00007"
+    numbers = {rules.application_number(2026) for _ in range(200)}
+    assert len(numbers) == 200 and all(re.fullmatch(r"KR-2026-[A-HJKMNP-Z2-9]{8}", n)
+                                       for n in numbers)
+    for password, email in (("12345678", None), ("PassWord", None), ("Ana.Lee@x.my", "ana.lee@x.my"),
+                            ("ana.lee1", "Ana.Lee1@x.my")):
+        try:
+            rules.check_password(password, email)
+        except rules.RuleViolation:
+            pass
+        else:
+            raise AssertionError(password)
+    rules.check_password("Secret123!", "ana@x.my")
+    assert rules.login_counters("acc", "1.2.3.4") == ("aa:acc@1.2.3.4", "ad:1.2.3.4", "ac:acc")
+    limits = rules.ThrottleLimits(account_at_address=5, address=20, account=50)
+    assert [rules.locks_after("aa:x@y", n, limits) for n in (4, 5)] == [False, True]
+    assert [rules.locks_after("ad:y", n, limits) for n in (19, 20)] == [False, True]
+    assert rules.retry_after([None, 90.0, 100.5], 80.0) == 21
+    assert rules.retry_after([None, 79.0], 80.0) is None
     token = rules.new_reset_token()
     assert re.fullmatch(r"[0-9a-f]{64}", token) and rules.token_hash(token) != token
     assert rules.profile_changes({"full_name": "A", "phone": ""},
@@ -871,3 +912,118 @@ def test_revocation_record_rules() -> None:
     assert rules.token_revoked(unbanned, "s9", 2_999)
     assert not rules.token_revoked(unbanned, "s9", 4_001)
     assert not rules.token_revoked(None, "s1", 0)
+
+
+# ---------------------------------------------------------------- sign-in throttle (issue 13 #6)
+
+THROTTLE_WINDOW_S = 40
+
+
+async def throttled_platform(p: Platform, http) -> Client:
+    """Two workers behind a gateway that believes X-Forwarded-For from the test (so a test can
+    sign in "from" several addresses), with a short throttle window and small limits."""
+    p.extra_env.update(LOGIN_WINDOW_S=str(THROTTLE_WINDOW_S), LOGIN_MAX_FAILURES="5",
+                       LOGIN_MAX_FAILURES_PER_ADDRESS="8", LOGIN_MAX_FAILURES_PER_ACCOUNT="30")
+    workers = [p.start_worker(name) for name in ("w1", "w2")]
+    for worker in workers:
+        await p.wait_ready(worker)
+    await p.wait_ready(p.start_gateway(RATE_LIMIT_PER_MIN="100000",
+                                       GATEWAY_TRUSTED_PROXIES="127.0.0.1"), "/health")
+    return Client(http, p.base_url)
+
+
+async def login_from(client: Client, address: str, email: str, password: str,
+                     **headers: str):
+    return await client.call("POST", "/api/v1/auth/login",
+                             {"email": email, "password": password},
+                             headers={"X-Forwarded-For": address, **headers})
+
+
+async def fail_until_locked(client: Client, address: str, email: str) -> int:
+    """Wrong passwords until sign-in answers 429 on both workers (round robin: two in a row);
+    the number of failures (401) it took. Failures spread over two windows may need up to
+    twice the limit; the lock reaches the other worker through the global table."""
+    failures, locked_in_a_row = 0, 0
+
+    async def locked() -> bool:
+        nonlocal failures, locked_in_a_row
+        status, body = await login_from(client, address, email, "Wrong-password-1")
+        if status == 401:
+            failures += 1
+            locked_in_a_row = 0
+            return False
+        assert status == 429, body
+        locked_in_a_row += 1
+        return locked_in_a_row >= 2
+    await wait_until(locked, 30, 0.05, f"sign-in of {email} from {address} locked")
+    return failures
+
+
+async def test_sign_in_throttle(fresh_platform: Platform, http) -> None:
+    """20 wrong passwords then the right one: 429 with Retry-After, on both workers; the
+    address lock, the owner's other address, the account-wide lock, and the window's end."""
+    p = fresh_platform
+    client = await throttled_platform(p, http)
+
+    async def account() -> str:
+        email = unique_email("throttle")
+        status, body = await register(client, email=email)
+        assert status == 201, body
+        return email
+
+    # 20 wrong passwords in a row, then the right one. A client-chosen X-Real-IP changes
+    # nothing: the gateway replaces it with the address it resolved.
+    victim = await account()
+    statuses = [(await login_from(client, "192.0.2.10", victim, f"Wrong-{i}-pass",
+                                  **{"X-Real-IP": f"10.9.8.{i}"}))[0]
+                for i in range(20)]
+    # Locked from the 5th failure on, on both workers (round robin) once the lock has gone
+    # through the agents and the global table: in practice one or two attempts later.
+    assert statuses[:5] == [401] * 5 and set(statuses) <= {401, 429}, statuses
+    assert statuses[-6:] == [429] * 6, statuses
+    await fail_until_locked(client, "192.0.2.10", victim)
+    started = time.time()
+    status, body = await login_from(client, "192.0.2.10", victim, PASSWORD)
+    assert (status, body["error"], body["success"]) == (
+        429, "too many failed login attempts", False), body
+    async with client.session.post(client.base + "/api/v1/auth/login",
+                                   json={"email": victim, "password": PASSWORD},
+                                   headers={"X-Forwarded-For": "192.0.2.10"}) as resp:
+        assert resp.status == 429
+        retry_after = int(resp.headers["Retry-After"])
+    assert 1 <= retry_after <= THROTTLE_WINDOW_S
+    assert body["detail"].startswith("try again in ")
+
+    # The stranger's failures do not lock the owner, who signs in from their own address.
+    assert (await login_from(client, "192.0.2.20", victim, PASSWORD))[0] == 200
+
+    # The lock ends with its window (Retry-After said when), not before: then the right
+    # password works again from the locked address.
+    async def released() -> bool:
+        return (await login_from(client, "192.0.2.10", victim, PASSWORD))[0] == 200
+    await wait_until(released, THROTTLE_WINDOW_S + 10, 0.5, "lock released")
+    assert retry_after - 2 <= time.time() - started <= retry_after + 5
+
+    # One address failing on many accounts is locked for every account.
+    bystander = await account()
+    failures = 0
+
+    async def address_locked() -> bool:
+        nonlocal failures
+        status, _ = await login_from(client, "192.0.2.30", unique_email("nobody"), PASSWORD)
+        failures += status == 401
+        return status == 429 and (
+            await login_from(client, "192.0.2.30", bystander, PASSWORD))[0] == 429
+    await wait_until(address_locked, 30, 0.05, "address locked")
+    assert failures >= 8
+    assert (await login_from(client, "192.0.2.31", bystander, PASSWORD))[0] == 200
+
+    # Guessing one account from many addresses: the account is locked everywhere (30 here).
+    spread = await account()
+    total = 0
+    for n in range(10):
+        total += await fail_until_locked(client, f"198.51.100.{n}", spread)
+        if (await login_from(client, "198.51.100.200", spread, PASSWORD))[0] == 429:
+            break
+    assert total >= 30
+    assert (await login_from(client, "198.51.100.201", spread, PASSWORD))[0] == 429

@@ -3,6 +3,7 @@ nearby search on PostGIS."""
 
 from __future__ import annotations
 
+import math
 import random
 import uuid
 
@@ -11,12 +12,15 @@ import aiohttp
 from core.security import issue_access_token
 from tests.conftest import Client
 from tests.platform import Platform, wait_until
+from tests.test_booking import book
 
 VEHICLE = {"vehicle_type": "car", "vehicle_plate": "WXY 1234", "vehicle_model": "Perodua Myvi",
            "vehicle_year": 2021, "air_conditioned": True}
 RUNNER_KEYS = {"id", "user_id", "full_name", "phone", "vehicle_type", "vehicle_plate",
                "vehicle_model", "air_conditioned", "session_status", "rating", "total_trips",
                "created_at"}
+# What other users see of a runner (nearby search, profile without a contact right).
+PUBLIC_KEYS = RUNNER_KEYS - {"phone", "vehicle_plate"}
 
 
 def admin_client(platform: Platform, http: aiohttp.ClientSession) -> Client:
@@ -306,18 +310,26 @@ async def test_nearby_runners_nearest_first_within_radius(platform, http, new_cl
     assert status == 200, body
     found = body["data"]
     assert [r["user_id"] for r in found] == [placed[1].user["id"], placed[3].user["id"]]
-    assert [r["distance_km"] for r in found] == [1.0, 3.0]
-    assert found[0] == {**placed[1].profile, "session_status": "active", "distance_km": 1.0}
+    # Distances to the stand-in points (70-330 m from the truth), in 0.1 km steps.
+    assert all(abs(r["distance_km"] - km) <= 0.4 for r, km in zip(found, (1, 3), strict=True))
+    assert all(round(r["distance_km"], 1) == r["distance_km"] for r in found)
+    # What an owner needs to choose, nothing to find or call the runner with (DESIGN 14).
+    profile = placed[1].profile
+    assert found[0] == {**{k: profile[k] for k in PUBLIC_KEYS if k in profile},
+                        "full_name": profile["full_name"].split()[0],
+                        "session_status": "active", "distance_km": found[0]["distance_km"]}
 
     status, body = await owner.get(
         f"/api/v1/runners/nearby?latitude={lat0}&longitude={lng0}&radius_km=10")
     assert status == 200
-    assert [(r["user_id"], r["distance_km"]) for r in body["data"]] == [
-        (placed[1].user["id"], 1.0), (placed[3].user["id"], 3.0), (placed[7].user["id"], 7.0)]
+    assert [r["user_id"] for r in body["data"]] == [
+        placed[1].user["id"], placed[3].user["id"], placed[7].user["id"]]
+    assert all(abs(r["distance_km"] - km) <= 0.4 for r, km in zip(body["data"], (1, 3, 7),
+                                                                  strict=True))
     assert all("crate_specs" not in r for r in body["data"])
 
     status, body = await owner.get(
-        f"/api/v1/runners/nearby?latitude={lat0}&longitude={lng0}&radius_km=0.9")
+        f"/api/v1/runners/nearby?latitude={lat0}&longitude={lng0}&radius_km=0.5")
     assert (status, body) == (200, {"success": True, "data": []})
 
     base = "/api/v1/runners/nearby?"
@@ -343,12 +355,140 @@ async def test_nearby_runners_nearest_first_within_radius(platform, http, new_cl
 async def test_nearby_runners_limit_20(platform, http, new_client) -> None:
     lat0, lng0 = -2.0 - random.random(), 110.0 + random.random()
     ids = []
-    for i in range(21):
+    for i in range(21):  # 1 km apart: more than stand-in points can reorder
         c = await runner_with_profile(new_client)
-        lat, lng = project(platform, lat0, lng0, 100 + i * 100, i * 17)
+        lat, lng = project(platform, lat0, lng0, 1000 + i * 1000, i * 17)
         assert (await c.post("/api/v1/runners/me/online", {"latitude": lat, "longitude": lng}))[0] == 200
         ids.append(c.user["id"])
-    status, body = await c.get(f"/api/v1/runners/nearby?latitude={lat0}&longitude={lng0}")
+    status, body = await c.get(
+        f"/api/v1/runners/nearby?latitude={lat0}&longitude={lng0}&radius_km=30")
     assert status == 200
     assert [r["user_id"] for r in body["data"]] == ids[:20]
-    assert [r["distance_km"] for r in body["data"]] == [round(0.1 * (i + 1), 3) for i in range(20)]
+    assert all(abs(r["distance_km"] - (i + 1)) <= 0.4 for i, r in enumerate(body["data"]))
+
+
+# ------------------------------------------------------------------ privacy (DESIGN 14)
+
+M_PER_DEG = 111_195.0
+
+
+def offset_point(lat: float, lng: float, metres: float, bearing_deg: float) -> tuple[float, float]:
+    """A point `metres` from (lat, lng) along `bearing_deg` (flat approximation, fine at km)."""
+    b = math.radians(bearing_deg)
+    return (lat + metres * math.cos(b) / M_PER_DEG,
+            lng + metres * math.sin(b) / (M_PER_DEG * math.cos(math.radians(lat))))
+
+
+def to_metres(origin: tuple[float, float], p: tuple[float, float]) -> tuple[float, float]:
+    return ((p[1] - origin[1]) * M_PER_DEG * math.cos(math.radians(origin[0])),
+            (p[0] - origin[0]) * M_PER_DEG)
+
+
+async def test_nearby_cannot_be_trilaterated(platform, http, new_client) -> None:
+    """The strongest attack on rounded distances: from three sides, find (by bisection) where
+    the shown distance flips to the next 0.1 km; there the distance to the point nearby search
+    uses is exactly known, so three flips pin that point to centimetres. It must still be at
+    least ~50 m from where the runner really is."""
+    target = (5.0 + random.random(), 99.0 + random.random())
+    runner = await runner_with_profile(new_client)
+    assert (await runner.post("/api/v1/runners/me/online",
+                              {"latitude": target[0], "longitude": target[1]}))[0] == 200
+    spy = await new_client("owner")
+    rid = runner.user["id"]
+
+    async def shown(point: tuple[float, float]) -> float:
+        status, body = await spy.get(f"/api/v1/runners/nearby?latitude={point[0]}"
+                                     f"&longitude={point[1]}&radius_km=10")
+        assert status == 200, body
+        [me] = [r for r in body["data"] if r["user_id"] == rid]
+        assert "phone" not in me and "vehicle_plate" not in me and "latitude" not in me
+        return me["distance_km"]
+
+    circles = []
+    for bearing in (10.0, 130.0, 250.0):
+        anchor = offset_point(*target, 1500, bearing)
+        first = await shown(anchor)
+        low, high = 0.0, 400.0  # metres walked from the anchor towards the target
+        assert await shown(offset_point(*anchor, high, bearing + 180)) < first
+        for _ in range(14):
+            mid = (low + high) / 2
+            if await shown(offset_point(*anchor, mid, bearing + 180)) == first:
+                low = mid
+            else:
+                high = mid
+        flip = offset_point(*anchor, (low + high) / 2, bearing + 180)
+        # Where `first` turns into `first - 0.1`, the distance is exactly first - 0.05 km.
+        circles.append((to_metres(target, flip), (first - 0.05) * 1000))
+
+    # Three circles -> the point they meet at (differences of the circle equations are linear).
+    (x1, y1), r1 = circles[0]
+    rows = []
+    for (xi, yi), ri in circles[1:]:
+        rows.append((2 * (xi - x1), 2 * (yi - y1),
+                     r1**2 - ri**2 + xi**2 - x1**2 + yi**2 - y1**2))
+    (a1, b1, c1), (a2, b2, c2) = rows
+    det = a1 * b2 - a2 * b1
+    x, y = (c1 * b2 - c2 * b1) / det, (a1 * c2 - a2 * c1) / det
+    error_m = math.hypot(x, y)
+    # The attack did locate something (the stand-in point, within a few hundred metres)...
+    assert error_m < 400, error_m
+    # ...but not the runner.
+    assert error_m >= 50, f"located within {error_m:.1f} m"
+
+
+async def test_contact_only_for_the_owner_of_an_accepted_booking(platform, http,
+                                                                new_client) -> None:
+    runner = await runner_with_profile(new_client, vehicle_plate="VKL 4821")
+    rid, profile = runner.user["id"], runner.profile
+    owner, stranger = await new_client("owner"), await new_client("owner")
+    public = {**{k: profile[k] for k in PUBLIC_KEYS}, "full_name": profile["full_name"].split()[0]}
+
+    path = f"/api/v1/runners/{rid}"
+    for who in (owner, stranger):
+        assert await who.get(path) == (200, {"success": True, "data": public})
+    # The profile id is accepted too.
+    assert await stranger.get(f"/api/v1/runners/{profile['id']}") == (
+        200, {"success": True, "data": public})
+
+    booking = await book(owner)
+    assert await owner.get(path) == (200, {"success": True, "data": public})  # not accepted yet
+    assert (await runner.post(f"/api/v1/bookings/{booking['id']}/accept"))[0] == 200
+
+    status, body = await owner.get(path)
+    assert status == 200 and body["data"] == profile
+    assert body["data"]["phone"] and body["data"]["vehicle_plate"] == "VKL 4821"
+    assert await stranger.get(path) == (200, {"success": True, "data": public})
+    assert (await runner.get(path))[1]["data"] == profile
+    assert (await admin_client(platform, http).get(path))[1]["data"] == profile
+
+    # Once the runner gives the job back, the owner's right to the contact ends with it.
+    assert (await runner.post(f"/api/v1/bookings/{booking['id']}/decline",
+                              {"reason": "pickup_issue"}))[0] == 200
+    assert await owner.get(path) == (200, {"success": True, "data": public})
+
+    unknown = str(uuid.uuid4())
+    assert await owner.get(f"/api/v1/runners/{unknown}") == (404, not_found(unknown))
+    status, body = await owner.get("/api/v1/runners/not-a-uuid")
+    assert (status, body) == (400, {"success": False, "error": "invalid runner ID"})
+
+
+def test_privacy_rules_without_io() -> None:
+    from domain import runner as rules
+    from domain.tracking import haversine_km
+
+    rng = random.Random(14)
+    for n in range(3000):
+        lat, lng = rng.uniform(-70, 70), rng.uniform(-180, 180)
+        spot = rules.stand_in_point(b"key", f"runner-{n}", lat, lng)
+        assert 60 <= haversine_km(lat, lng, *spot) * 1000 <= 340
+        # Stable while the runner stays put (no averaging), different under another key.
+        assert rules.stand_in_point(b"key", f"runner-{n}", lat, lng) == spot
+        assert rules.stand_in_point(b"other", f"runner-{n}", lat, lng) != spot
+    assert rules.coarse_distance_km(3.0, 101.0, 3.0, 101.0) == 0.0
+    assert rules.coarse_distance_km(3.0, 101.0, 3.0 + 1.234 / 111.195, 101.0) == 1.2
+    assert [rules.first_name(n) for n in ("Siti Aminah", "ana@x.my", " ", None)] == [
+        "Siti", "ana", "", ""]
+    assert rules.may_see_contact("admin", "a", "r", False)
+    assert rules.may_see_contact("runner", "r", "r", False)
+    assert rules.may_see_contact("owner", "o", "r", True)
+    assert not rules.may_see_contact("owner", "o", "r", False)

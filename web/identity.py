@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from aiohttp import web
+from aiokafka.errors import KafkaError
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
@@ -31,8 +32,10 @@ from core.security import (
     verify_password,
 )
 from domain import identity as rules
+from kilat import identity_events
 from models import events as ev
 from stores import identity as store
+from tables.login_throttle import lock_ends
 from web.http import (
     ApiError,
     Body,
@@ -57,6 +60,7 @@ routes = web.RouteTableDef()
 log = logging.getLogger("kilat.identity")
 
 SOURCE = "service-identity"
+PRODUCE_TIMEOUT_S = 10.0
 # Where the web app's reset form lives; the link is what the notification channel will send.
 RESET_URL = os.environ.get("KILAT_PASSWORD_RESET_URL", "http://localhost:3000/reset-password")
 # Verifying against a real hash keeps a failed login for an unknown email as slow as one for
@@ -226,6 +230,7 @@ async def register(request: web.Request) -> web.Response:
     try:
         rules.check_self_registration(body.role)
         phone = rules.normalize_phone(body.phone)
+        rules.check_password_strength(body.password, body.email)
     except rules.RuleViolation as exc:
         raise _rule(exc) from None
     code = None
@@ -255,14 +260,43 @@ async def register(request: web.Request) -> web.Response:
         return created((await start_session(conn, user))[0])
 
 
+def _client_address(request: web.Request) -> str:
+    """The client's address as the gateway resolved it (`X-Real-IP`, which the gateway always
+    overwrites). Believed because workers are reachable only through the gateway (they bind
+    127.0.0.1 by default, and only the gateway's port is published in docker/)."""
+    return request.headers.get("X-Real-IP", "").strip()[:64] or request.remote or ""
+
+
+async def _report_login_failure(account: str, address: str) -> None:
+    """Publish the failure for the throttle agent (streams/login_throttle.py). Produced
+    directly, like a GPS fix: it is a measurement, with no row to be atomic with. If Kafka
+    does not take it the sign-in still fails (401); only the count misses it."""
+    event = ev.new_event(SOURCE, "identity.login_failed", {"account": account,
+                                                            "address": address})
+    try:
+        sent = await identity_events.send(key=account.encode(), value=event.to_json())
+        await asyncio.wait_for(asyncio.shield(sent), PRODUCE_TIMEOUT_S)
+    except (TimeoutError, KafkaError) as exc:
+        log.warning("login failure not recorded by Kafka: %r", exc)
+
+
 @routes.post("/api/v1/auth/login")
 async def login(request: web.Request) -> web.Response:
     body = await parse_body(request, LoginRequest)
+    account = rules.account_key(body.email)
+    address = _client_address(request)
+    counters = rules.login_counters(account, address)
+    # Checked before the password: a locked sign-in costs no bcrypt and reveals nothing.
+    wait = rules.retry_after(lock_ends(counters), time.time())
+    if wait is not None:
+        raise ApiError(429, rules.LOGIN_THROTTLED, f"try again in {wait} seconds",
+                       headers={"Retry-After": str(wait)})
     async with db.connect() as conn:
         user = await store.get_user_credentials(conn, rules.normalize_email(body.email))
     valid = await _in_thread(verify_password, body.password,
                              user["password_hash"] if user else _DUMMY_HASH)
     if user is None or not valid:
+        await _report_login_failure(account, address)
         raise unauthorized("invalid email or password")
     # Checked after the password, so the ban is only revealed to someone who knows it.
     if user["is_banned"]:
@@ -400,6 +434,10 @@ async def reset_password(request: web.Request) -> web.Response:
         user = await store.get_user(conn, reset["user_id"], for_update=True)
         if user is None:
             raise validation_error("invalid token")
+        try:  # length and common passwords were checked above; the email needs the account
+            rules.check_password_strength(body.new_password, user["email"])
+        except rules.RuleViolation as exc:
+            raise _rule(exc) from None
         await store.update_user(conn, user["id"], user["version"], password_hash=password_hash)
         await store.mark_password_reset_used(conn, reset["id"])
         # No other link can change the password again.
@@ -426,21 +464,26 @@ async def apply_as_runner(request: web.Request) -> web.Response:
         rules.check_runner_application(application)
     except rules.RuleViolation as exc:
         raise _rule(exc) from None
+    # Same answer whether or not the IC number was seen before (no enumeration): a repeat is
+    # stored too, marked for an admin's review. Both paths do the same work, so timing does
+    # not tell them apart either.
     year = datetime.now(UTC).year
     async with db.transaction() as conn:
-        number = rules.application_number(year, await store.next_application_number(conn, year))
-        row = await store.insert_runner_application(
-            conn, application_id=number, name=application.name, phone=application.phone,
-            ic_number=application.ic_number, vehicle_type=application.vehicle_type,
-            plate_number=application.plate_number,
-            pet_experience=list(application.pet_experience),
-            comfortable_with_live_pets=application.comfortable_with_live_pets,
-            consent_acknowledged=True, status=rules.APPLICATION_STATUS)
-        if row is None:  # rolls back the number too, so the sequence has no holes
-            raise already_exists("RunnerApplication", "ic_number", application.ic_number)
+        seen = await store.ic_number_submitted(conn, application.ic_number)
+        row = None
+        while row is None:  # a random number already taken (about 1 in 10^11): draw again
+            number = rules.application_number(year)
+            row = await store.insert_runner_application(
+                conn, application_id=number, name=application.name, phone=application.phone,
+                ic_number=application.ic_number, vehicle_type=application.vehicle_type,
+                plate_number=application.plate_number,
+                pet_experience=list(application.pet_experience),
+                comfortable_with_live_pets=application.comfortable_with_live_pets,
+                consent_acknowledged=True, status=rules.application_status(seen))
         await emit(conn, ev.IDENTITY_EVENTS, number, SOURCE,
                    "identity.runner_application_submitted", {
                        "application_id": number, "vehicle_type": application.vehicle_type,
+                       "status": row["status"],
                    })
     return created({"applicationId": number})
 

@@ -10,6 +10,8 @@ PostGIS), so the view does not touch the database beyond checking the runner is 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 from typing import Annotated, Any, Literal
 
@@ -21,6 +23,7 @@ from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 from sqlalchemy import select
 
+from core.config import settings
 from core.db import Connection, Row, db
 from core.outbox import emit
 from domain import runner as rules
@@ -190,6 +193,20 @@ def runner_dto(row: Row, crates: list[Row] | None = None) -> dict[str, Any]:
     return dto
 
 
+# What anyone signed in may see of a runner (nearby search, a profile without a contact right):
+# enough to choose one. The contract's keys that clients read stay; `full_name` carries the
+# first name only, and phone and plate are left out (DESIGN 14).
+PUBLIC_RUNNER_KEYS = ("id", "user_id", "full_name", "vehicle_type", "vehicle_model",
+                      "air_conditioned", "session_status", "rating", "total_trips",
+                      "distance_km", "created_at")
+
+
+def public_runner_dto(row: Row) -> dict[str, Any]:
+    dto = runner_dto(row)
+    dto["full_name"] = rules.first_name(row["full_name"])
+    return {k: dto[k] for k in PUBLIC_RUNNER_KEYS if k in dto}
+
+
 def shop_dto(row: Row) -> dict[str, Any]:
     dto: dict[str, Any] = {"id": row["id"]}
     if row["owner_id"]:
@@ -353,13 +370,48 @@ def _search_params(request: web.Request, default_radius: float) -> tuple[float, 
     return lat, lng, radius
 
 
+def _stand_in_key() -> bytes:
+    """The secret that places nearby runners on their stand-in points: derived from the
+    deployment's signing secret, so every worker agrees and no client can undo the offset."""
+    return hmac.new(settings().jwt_secret.encode(), b"kilat nearby stand-in points",
+                    hashlib.sha256).digest()
+
+
 @routes.get("/api/v1/runners/nearby")
 async def nearby_runners(request: web.Request) -> web.Response:
+    """Online runners near a point, coarse on purpose (DESIGN 14).
+
+    Distances to stand-in points in 0.1 km steps, first names, no phone, plate or
+    coordinates (see domain.runner.stand_in_point)."""
     require_role(request)
     lat, lng, radius = _search_params(request, rules.DEFAULT_RUNNER_RADIUS_KM)
     async with db.connect() as conn:
-        rows = await store.nearby_runners(conn, lat, lng, radius)
-    return ok([runner_dto(r) for r in rows])
+        candidates = await store.nearby_runners(conn, lat, lng, radius)
+    ranked = rules.rank_nearby(_stand_in_key(), lat, lng, radius, candidates)
+    return ok([public_runner_dto(r) for r in ranked])
+
+
+@routes.get("/api/v1/runners/{runner_id}")
+async def get_runner(request: web.Request) -> web.Response:
+    """A runner's card; phone and plate only with a contact right (DESIGN 14).
+
+    By user id (what bookings carry) or profile id. The full RunnerDTO (phone, plate, full
+    name) for admins, the runner, and the owner of a booking the runner accepted and has not
+    finished; everyone else sees the nearby-search card."""
+    me = require_role(request)
+    runner_id = path_uuid(request, "runner_id", "invalid runner ID")
+    async with db.connect() as conn:
+        row = await store.find_runner(conn, runner_id)
+        if row is None:
+            raise not_found("runner", runner_id)
+        runner_user = str(row["user_id"])
+        contact = rules.may_see_contact(
+            me.role, me.user_id, runner_user,
+            me.role == "owner" and await store.has_contact_booking(conn, me.user_id, runner_user))
+        if not contact:
+            return ok(public_runner_dto(row))
+        crates = await store.crates_of(conn, [row["id"]])
+    return ok(runner_dto(row, crates.get(row["id"])))
 
 
 # ------------------------------------------------------------------ pet shops
