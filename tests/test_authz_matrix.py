@@ -497,6 +497,16 @@ async def test_authorization_matrix(platform: Platform, http, new_client, new_ad
     protected = protected_operations()
     failures: list[str] = []
     calls = 0
+    # DESIGN 14: the assigned runner's phone and plate, for the owner of the booking R
+    # accepted, R and admins; the card without them for everyone else. Checked first: the
+    # matrix ends with logout, which ends every session of the callers.
+    for role in AUTHED:
+        status, body = await sc.clients[role].get(f"/api/v1/runners/{sc.ids['runner_user']}")
+        shown = {k for k in ("phone", "vehicle_plate") if k in body["data"]}
+        wanted = {"phone", "vehicle_plate"} if role in CONTACT else set()
+        if status != 200 or shown != wanted:
+            failures.append(f"GET /api/v1/runners/{{runner_id}} as {role}: {status}, shows "
+                            f"{sorted(shown)}, expected {sorted(wanted)}")
     started = time.monotonic()
     for row in MATRIX:
         for role in ROLES:
@@ -514,15 +524,6 @@ async def test_authorization_matrix(platform: Platform, http, new_client, new_ad
             if role == "anon" and (row.method, row.route) in protected and not row.ws \
                     and status != 401:
                 failures.append(f"{where}: protected route answered {status} without a token")
-    # DESIGN 14: the assigned runner's phone and plate, for the owner of the booking R
-    # accepted, R and admins; the card without them for everyone else.
-    for role in AUTHED:
-        status, body = await sc.clients[role].get(f"/api/v1/runners/{sc.ids['runner_user']}")
-        shown = {k for k in ("phone", "vehicle_plate") if k in body["data"]}
-        wanted = {"phone", "vehicle_plate"} if role in CONTACT else set()
-        if status != 200 or shown != wanted:
-            failures.append(f"GET /api/v1/runners/{{runner_id}} as {role}: {status}, shows "
-                            f"{sorted(shown)}, expected {sorted(wanted)}")
     print(f"authz matrix: {len(MATRIX)} rows, {calls} calls in {time.monotonic() - started:.1f}s")
     assert not failures, f"{len(failures)} authorization mismatches:\n" + "\n".join(failures)
 
