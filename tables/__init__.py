@@ -1,3 +1,3 @@
 """Faust tables (RocksDB-backed, changelogged to Kafka) and their typed accessors."""
 
-from tables import runners, trips  # noqa: F401
+from tables import confirmations, runners, trips  # noqa: F401
