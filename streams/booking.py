@@ -7,7 +7,9 @@ completes the booking, and the payment agent releases the escrow on `booking.com
 * `booking.events` → `booking-confirm-window`: `booking.delivery_confirmed` puts the booking in
   the `delivered-bookings` table; `booking.completed`, `booking.cancelled` and
   `booking.disputed` take it out. Events go through `core.consuming.consume` (dead letters,
-  gap read-back, own position); the table writes are idempotent puts and deletes.
+  gap read-back, own position stored with the processed-event claim); the table write is
+  flushed to its changelog before that claim commits, and puts and deletes are idempotent, so
+  a crash can repeat a write but not lose one.
 * Timer `booking-auto-confirm`: on every worker, for the entries of partitions it actively
   owns whose window has passed, confirm on the owner's behalf (`booking.completed` with
   `confirmed_by: "platform"`, `auto_confirmed: true`). The decision is re-made on the locked
@@ -68,11 +70,19 @@ def _partition() -> int:
     return event.message.partition
 
 
+async def _changelog_written() -> None:
+    """Wait until the table's changelog write is in Kafka, before the event is marked handled
+    (in the caller's transaction): after a crash the event is either handled again (puts and
+    deletes are idempotent) or its entry is already durable for the next worker."""
+    await app.producer.flush()
+
+
 async def on_delivered(conn: Connection, event: CloudEvent) -> None:
     booking_id = _booking_id(event)
     keep_waiting(Waiting(booking_id=booking_id, owner_id=str(event.data.get("owner_id") or ""),
                          delivered_at=_epoch(event.data.get("delivered_at")),
                          partition=_partition()))
+    await _changelog_written()
 
 
 async def on_settled(conn: Connection, event: CloudEvent) -> None:
@@ -80,6 +90,7 @@ async def on_settled(conn: Connection, event: CloudEvent) -> None:
     booking_id = _booking_id(event)
     stop_waiting(booking_id)
     _attempted.pop(booking_id, None)
+    await _changelog_written()
 
 
 @app.agent(booking_events, name="kilat.booking-confirm-window", concurrency=1)

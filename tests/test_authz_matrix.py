@@ -112,10 +112,17 @@ class Scenario:
                  "in_progress": [(self.assigned, "accept"), (self.assigned, "pickup")],
                  "delivered": [(self.assigned, "accept"), (self.assigned, "pickup"),
                                (self.assigned, "deliver")],
+                 "disputed": [(self.assigned, "accept"), (self.assigned, "pickup"),
+                              (self.assigned, "deliver"), (self.owner, "dispute")],
                  "completed": [(self.assigned, "accept"), (self.assigned, "pickup"),
                                (self.assigned, "deliver"), (self.owner, "confirm")]}
+        if state in ("in_progress", "delivered", "disputed", "completed"):
+            # No pickup without a held escrow (DESIGN 12).
+            await self.ok(self.owner, "POST", "/api/v1/payments/initiate",
+                          {"booking_id": b["id"]}, 201)
         for who, action in steps.get(state, []):
-            await self.ok(who, "POST", f"{path}/{action}", None, 200)
+            body = {"reason": "the crate was damaged"} if action == "dispute" else None
+            await self.ok(who, "POST", f"{path}/{action}", body, 200)
         return b["id"]
 
     async def paid_booking(self) -> str:
@@ -312,6 +319,10 @@ MATRIX: list[Row] = [
         prepare=fresh_booking("in_progress")),
     Row("POST", B + "/confirm", only(200, "owner"), args={"id": "booking"},
         prepare=fresh_booking("delivered")),
+    Row("POST", B + "/dispute", only(200, "owner"), args={"id": "booking"},
+        prepare=fresh_booking("delivered"), body={"reason": "the crate was damaged"}),
+    Row("POST", "/api/v1/admin/bookings/{id}/resolve", only(200, *ADMIN), args={"id": "booking"},
+        prepare=fresh_booking("disputed"), body={"outcome": "release", "note": "checked"}),
     Row("POST", B + "/cancel", participants(200), args={"id": "booking"},
         prepare=fresh_booking("accepted"), body={"reason": "changed plans"}),
     Row("POST", B + "/rebook", only(201, "owner"), args={"id": "booking"}),

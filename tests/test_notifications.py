@@ -121,6 +121,7 @@ async def test_booking_journey_notifies_owner_and_runner_on_every_channel(env: E
     assert status == 201, body
     for step in ("pickup", "deliver"):
         assert (await runner.post(f"{path}/{step}"))[0] == 200
+    assert (await owner.post(f"{path}/confirm"))[0] == 200  # releases the escrow
 
     owner_types = {"booking.requested", "booking.accepted", "payment.escrow_held",
                    "tracking.started", "booking.pet_picked_up", "booking.delivery_confirmed",

@@ -26,10 +26,19 @@ def upgrade() -> None:
         "ck_payments_kind_target", "payments",
         "(kind = 'booking' AND booking_id IS NOT NULL AND subscription_id IS NULL) OR "
         "(kind = 'subscription' AND subscription_id IS NOT NULL AND booking_id IS NULL)")
+    # A subscription is `pending` while its charge runs and `failed` if the charge is refused.
+    op.drop_constraint("ck_subscriptions_status", "subscriptions", type_="check")
+    op.create_check_constraint(
+        "ck_subscriptions_status", "subscriptions",
+        "status IN ('pending','active','cancelled','expired','failed')")
 
 
 def downgrade() -> None:
     op.execute("DELETE FROM payments WHERE kind = 'subscription'")
+    op.execute("DELETE FROM subscriptions WHERE status IN ('pending', 'failed')")
+    op.drop_constraint("ck_subscriptions_status", "subscriptions", type_="check")
+    op.create_check_constraint("ck_subscriptions_status", "subscriptions",
+                               "status IN ('active','cancelled','expired')")
     op.drop_constraint("ck_payments_kind_target", "payments", type_="check")
     op.alter_column("payments", "booking_id", nullable=False)
     op.drop_column("payments", "subscription_id")
