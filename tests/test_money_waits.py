@@ -170,6 +170,12 @@ async def test_dispute_freezes_escrow_until_admin_releases(money, signup, http) 
     [event] = await money.wait_event("booking.events", "booking.disputed", booking_id=bid)
     assert (event["data"]["owner_id"], event["data"]["reason"]) == (
         owner.user["id"], "the crate arrived broken")
+    # The runner hears that the payout is on hold.
+    async def runner_told():
+        status, body = await runner.get("/api/v1/notifications?limit=100")
+        return [n for n in body["data"] if n["type"] == "booking.disputed"]
+    [told] = await wait_until(runner_told, 60, what="runner notified of the dispute")
+    assert "the crate arrived broken" in told["body"] and "on hold" in told["body"]
     status, body = await owner.post(f"{path}/dispute", {"reason": "again"})
     assert (status, body["error"]) == (422, "this delivery has already been disputed")
     assert await owner.post(f"{path}/confirm") == (409, {
