@@ -167,13 +167,17 @@ async def run_demo(base: str, interval: float, say) -> None:
                 point.get("heading_degrees", 0)})
             await asyncio.sleep(interval)
         await runner.call("POST", f"/api/v1/bookings/{bid}/deliver")
+        say("deliver the runner marked it delivered: the escrow waits for the owner's confirm")
+        # The owner's "Confirm delivery": completes the booking; payment then releases.
+        status = (await owner.call("POST", f"/api/v1/bookings/{bid}/confirm"))["status"]
+        escrow = "held"
         for _ in range(50):
-            status = (await owner.call("GET", f"/api/v1/bookings/{bid}"))["status"]
-            if status == "completed":
+            escrow = (await owner.call("GET", f"/api/v1/payments/booking/{bid}"))["escrow_status"]
+            if escrow == "released":
                 break
             await asyncio.sleep(0.2)
         track = await owner.call("GET", f"/api/v1/tracking/{bid}")
-        say(f"done    booking {status}; trip {track['total_distance_km']} km over "
+        say(f"done    booking {status}, escrow {escrow}; trip {track['total_distance_km']} km over "
             f"{len(track['waypoints'])} waypoints; notifications: "
             f"{len(await owner.call('GET', '/api/v1/notifications'))} for the owner")
 

@@ -120,6 +120,8 @@ class Settings:
     jwt_issuer: str = "kilat-pet-runner"
     platform_fee_percent: float = 15.0
     cash_out_rail_delay_s: float = 30.0
+    # How long the owner has after delivery to confirm or dispute before the platform confirms.
+    auto_confirm_hours: float = 24.0
     stripe_api_base: str = "mock"
     stripe_secret_key: str = "sk_test_kilat_local"
     fcm_endpoint: str = ""
@@ -182,6 +184,7 @@ def settings() -> Settings:
         jwt_refresh_ttl_s=_int("JWT_REFRESH_TTL_S", 7 * 24 * 3600),
         platform_fee_percent=_float("PLATFORM_FEE_PERCENT", 15.0) or 15.0,
         cash_out_rail_delay_s=_float("CASH_OUT_RAIL_DELAY_S", 30.0),
+        auto_confirm_hours=_float("AUTO_CONFIRM_HOURS", 24.0),
         stripe_api_base=os.environ.get("STRIPE_API_BASE", "mock"),
         stripe_secret_key=os.environ.get("STRIPE_SECRET_KEY", "sk_test_kilat_local"),
         fcm_endpoint=os.environ.get("FCM_ENDPOINT", ""),

@@ -25,7 +25,13 @@ ATTEMPTS = 3
 
 
 class StripeError(Exception):
-    """The provider refused the request or could not be reached."""
+    """The provider refused the request or could not be reached. `declined` is True when the
+    provider answered that the card was refused (HTTP 402): a final answer about the customer's
+    money, as opposed to the provider being unavailable."""
+
+    def __init__(self, message: str, *, declined: bool = False) -> None:
+        super().__init__(message)
+        self.declined = declined
 
 
 @dataclass(frozen=True)
@@ -88,7 +94,7 @@ class Stripe:
                         body, dict) and isinstance(body.get("error"), dict) else None
                     error = f"HTTP {resp.status}: {message or resp.reason}"
                     if resp.status < 500 and resp.status != 429:
-                        raise StripeError(error)
+                        raise StripeError(error, declined=resp.status == 402)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             log.warning("stripe %s attempt %d failed: %s", path, attempt + 1, error)
@@ -110,6 +116,20 @@ class Stripe:
             "metadata[booking_id]": booking_id,
         }, idempotency_key)
         return _intent(body)
+
+    async def charge(self, amount_cents: int, currency: str, metadata: dict[str, str],
+                     idempotency_key: str) -> PaymentIntent:
+        """A confirmed intent captured at once (capture_method=automatic): a plain charge, for
+        what is paid up front (subscriptions). `succeeded` when the money is taken."""
+        if self.mocked:
+            digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:8]
+            return self._mock.setdefault(idempotency_key, PaymentIntent(
+                f"pi_mock_{digest}", "succeeded", amount_cents, currency.lower()))
+        form = {"amount": str(amount_cents), "currency": currency.lower(),
+                "capture_method": "automatic", "confirm": "true",
+                "payment_method": "pm_card_visa"}
+        form.update({f"metadata[{k}]": v for k, v in metadata.items()})
+        return _intent(await self._post("/v1/payment_intents", form, idempotency_key))
 
     async def capture(self, intent_id: str, idempotency_key: str) -> PaymentIntent:
         if self.mocked:

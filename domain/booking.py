@@ -248,6 +248,12 @@ def check_actor(action: str, booking: Mapping[str, Any], user_id: str, role: str
         if booking["owner_id"] != user_id:
             raise NotAllowed("forbidden", "only the booking's owner can confirm delivery")
         return
+    if action == "dispute":
+        if booking["owner_id"] != user_id:
+            raise NotAllowed("forbidden", "only the booking's owner can dispute a delivery")
+        return
+    if action == "resolve":
+        return  # admins only, checked with the role
     if action == "rebook":
         if booking["owner_id"] != user_id:
             raise NotAllowed("booking does not belong to this user")
@@ -346,14 +352,119 @@ def deliver(b: Mapping[str, Any], now: datetime) -> Transition:
     ])
 
 
-def complete(b: Mapping[str, Any], reason: str | None = None) -> Transition:
-    """delivered → completed (owner confirm, or payment released): final = estimated."""
+# Who completes a delivered booking, as the `confirmed_by` of `booking.completed`.
+BY_OWNER, BY_PLATFORM, BY_ADMIN = "owner", "platform", "admin"
+DISPUTE_RELEASE, DISPUTE_REFUND = "release", "refund"
+DISPUTE_OUTCOMES = (DISPUTE_RELEASE, DISPUTE_REFUND)
+
+
+class Disputed(Exception):
+    """The booking's delivery is disputed: only an admin's resolution moves it (→ 409)."""
+
+    def __init__(self) -> None:
+        super().__init__("booking is under dispute")
+
+
+class DisputeRefused(Exception):
+    """A dispute or resolution that the booking's state does not allow (→ 422 with the message)."""
+
+
+class NotPaid(Exception):
+    """The booking's escrow is not held: no pickup of a pet nobody paid for (→ 422)."""
+
+    def __init__(self, escrow_status: str | None) -> None:
+        super().__init__("escrow not held")
+        self.detail = (
+            "the owner has not paid for this booking yet; a pet can be picked up only while its "
+            "payment is held in escrow" if escrow_status in (None, "pending", "failed") else
+            f"the payment for this booking is '{escrow_status}', not held in escrow")
+
+
+def check_pickup_paid(escrow_status: str | None) -> None:
+    """Pickup needs the booking's payment held in escrow (DESIGN 12)."""
+    if escrow_status != "held":
+        raise NotPaid(escrow_status)
+
+
+def dispute_open(b: Mapping[str, Any]) -> bool:
+    return b.get("disputed_at") is not None and b.get("dispute_resolved_at") is None
+
+
+def confirm_deadline(b: Mapping[str, Any], window_hours: float) -> datetime | None:
+    """When the platform confirms a delivered booking for its owner (None if not delivered)."""
+    delivered_at = b.get("delivered_at")
+    if delivered_at is None:
+        return None
+    return delivered_at + timedelta(hours=window_hours)
+
+
+def complete(b: Mapping[str, Any], confirmed_by: str = BY_OWNER, reason: str | None = None,
+             extra: Mapping[str, Any] | None = None) -> Transition:
+    """delivered → completed: final = estimated. The owner's confirm, the platform's once the
+    window has passed (`auto_confirmed`), or an admin's release of a dispute. The payment agent
+    releases the escrow on the `booking.completed` this emits."""
     check_transition(b["status"], COMPLETED)
+    if dispute_open(b) and confirmed_by != BY_ADMIN:
+        raise Disputed()
     final = b["estimated_price_cents"]
-    return Transition(COMPLETED, {"final_price_cents": final}, reason=reason, events=[
+    return Transition(COMPLETED, {"final_price_cents": final, "completed_by": confirmed_by,
+                                  **(extra or {})},
+                      reason=reason or f"confirmed by {confirmed_by}", events=[
         (BOOKING_TOPIC, b["id"], "booking.completed",
          {**_base(b), "runner_id": b.get("runner_id") or NIL_UUID, "owner_id": b["owner_id"],
-          "final_price_cents": final, "currency": b["currency"]}),
+          "final_price_cents": final, "currency": b["currency"],
+          "confirmed_by": confirmed_by, "auto_confirmed": confirmed_by == BY_PLATFORM}),
+    ])
+
+
+def auto_confirm(b: Mapping[str, Any], now: datetime, window_hours: float) -> Transition | None:
+    """The platform's confirm on the owner's behalf, or None when it does not apply (no longer
+    delivered, disputed, or the window has not passed): safe to ask again and again."""
+    deadline = confirm_deadline(b, window_hours)
+    if b["status"] != DELIVERED or b.get("disputed_at") is not None:
+        return None
+    if deadline is None or now < deadline:
+        return None
+    return complete(b, BY_PLATFORM, "auto-confirmed: the owner did not confirm or dispute "
+                    f"within {window_hours:g} h")
+
+
+def dispute(b: Mapping[str, Any], reason: str, now: datetime, window_hours: float) -> Transition:
+    """The owner disputes the delivery: the booking stays `delivered`, the escrow stays held
+    (no auto-confirm, no release) until an admin resolves it."""
+    if b["status"] != DELIVERED:
+        raise DisputeRefused(f"only a delivered booking can be disputed (it is '{b['status']}')")
+    if b.get("disputed_at") is not None:
+        raise DisputeRefused("this delivery has already been disputed")
+    deadline = confirm_deadline(b, window_hours)
+    if deadline is not None and now >= deadline:
+        raise DisputeRefused("the dispute window for this delivery has closed")
+    return Transition(DELIVERED, {"disputed_at": now, "dispute_reason": reason},
+                      reason=f"disputed: {reason}", events=[
+        (BOOKING_TOPIC, b["id"], "booking.disputed",
+         {**_base(b), "owner_id": b["owner_id"], "runner_id": b.get("runner_id") or NIL_UUID,
+          "reason": reason, "disputed_at": _iso(now)}),
+    ])
+
+
+def resolve_dispute(b: Mapping[str, Any], outcome: str, note: str, admin_id: str,
+                    now: datetime) -> Transition:
+    """An admin ends an open dispute. `release`: completed (runner paid on `booking.completed`);
+    `refund`: cancelled (owner refunded on `booking.cancelled`, the escrow's existing refund)."""
+    if not dispute_open(b) or b["status"] != DELIVERED:
+        raise DisputeRefused("this booking has no open dispute")
+    resolution = {"dispute_resolved_at": now, "dispute_outcome": outcome,
+                  "dispute_note": note or None}
+    text = f"dispute resolved: {outcome}" + (f": {note}" if note else "")
+    if outcome == DISPUTE_RELEASE:
+        return complete(b, BY_ADMIN, text, resolution)
+    # delivered → cancelled exists only here (not in TRANSITIONS: nobody else may cancel a
+    # delivered booking). The runner was already released on delivery.
+    return Transition(CANCELLED, {**resolution, "cancelled_at": now, "cancel_note": text[:500]},
+                      reason=text, events=[
+        (BOOKING_TOPIC, b["id"], "booking.cancelled",
+         {**_base(b), "cancelled_by": admin_id, "reason": text, "owner_id": b["owner_id"],
+          "runner_id": b.get("runner_id"), "dispute_outcome": outcome}),
     ])
 
 

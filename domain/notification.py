@@ -35,6 +35,7 @@ RECIPIENTS: dict[str, tuple[str, ...]] = {
     "booking.delivery_confirmed": (OWNER,),
     "booking.completed": (OWNER, RUNNER),
     "booking.cancelled": (OWNER, RUNNER),
+    "booking.disputed": (RUNNER,),  # the runner's payout is frozen until an admin resolves it
     "payment.escrow_held": (OWNER,),
     "payment.escrow_released": (RUNNER, OWNER),
     "payment.escrow_refunded": (OWNER,),

@@ -14,6 +14,14 @@ ESCROW_STATUSES = (PENDING, HELD, RELEASED, REFUNDED, FAILED)
 TERMINAL = frozenset({RELEASED, REFUNDED, FAILED})
 _MOVES = {(PENDING, HELD), (HELD, RELEASED), (HELD, REFUNDED)}
 
+# What a payment pays for: a booking's escrow, or a subscription charged up front.
+BOOKING_KIND, SUBSCRIPTION_KIND = "booking", "subscription"
+
+# A booking counts as paid while its escrow holds the owner's money or has released it to the
+# runner (a completed booking's release follows `booking.completed`, so `held` is "on its way");
+# refunded, failed or no payment at all is unpaid (referral rewards and reviews need paid).
+PAID_STATUSES = (HELD, RELEASED)
+
 # Bookings in these states can still be paid for (the owner pays before delivery).
 PAYABLE_BOOKING_STATUSES = ("requested", "accepted")
 
@@ -125,6 +133,13 @@ PLANS: dict[str, dict[str, Any]] = {
                 "discount_percent": 15,
                 "description": "15% off every booking + priority runner matching, valid 30 days"},
 }
+
+
+def check_charge(current: str) -> None:
+    """A subscription's charge is captured at once: pending → released (the platform has the
+    money; nothing is held for anyone), or pending → failed."""
+    if current != PENDING:
+        raise InvalidTransition(current, RELEASED)
 
 
 def subscription_is_active(sub: dict[str, Any] | None, now: datetime) -> bool:

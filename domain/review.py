@@ -22,10 +22,11 @@ class ReviewRejected(Exception):
 
 
 def check_review(booking: dict[str, Any], reviewer_id: str, reviewee_id: str,
-                 reviewee_type: str) -> None:
+                 reviewee_type: str, *, paid: bool = True) -> None:
     """Raise ReviewRejected unless `reviewer_id` may review `reviewee_id` for `booking`.
 
-    * only the booking's owner or assigned runner (403), only once it is completed (400);
+    * only the booking's owner or assigned runner (403), only once it is completed (400) and
+      paid (`paid`: its escrow holds or released the owner's money; 400);
     * the owner reviews the runner of the booking, or a shop; the runner reviews the owner;
     * nobody reviews themselves (400; checked by the caller before the booking is loaded too).
     """
@@ -37,6 +38,8 @@ def check_review(booking: dict[str, Any], reviewer_id: str, reviewee_id: str,
         raise ReviewRejected(403, "only the owner or the runner of a booking can review it")
     if booking.get("status") != REVIEWABLE_STATUS:
         raise ReviewRejected(400, "only completed bookings can be reviewed")
+    if not paid:
+        raise ReviewRejected(400, "only paid bookings can be reviewed")
     if reviewer_id == owner:
         if reviewee_type == "runner" and reviewee_id != runner:
             raise ReviewRejected(400, "reviewee must be the runner of this booking")

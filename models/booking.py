@@ -46,6 +46,15 @@ bookings = Table(
     Column("cancelled_at", DateTime(timezone=True)),
     Column("cancel_note", String(500)),
     Column("notes", String(1000)),
+    # The owner's dispute of a delivery (migration 0010): open while disputed_at is set and
+    # dispute_resolved_at is not; an admin resolves it with outcome release or refund.
+    Column("disputed_at", DateTime(timezone=True)),
+    Column("dispute_reason", String(1000)),
+    Column("dispute_resolved_at", DateTime(timezone=True)),
+    Column("dispute_outcome", String(20)),
+    Column("dispute_note", String(1000)),
+    # Who completed it: owner, platform (auto-confirm after the window) or admin (dispute).
+    Column("completed_by", String(20)),
     version_col(),
     *timestamps(),
     Index("ix_bookings_owner_status", "owner_id", "status"),

@@ -22,7 +22,11 @@ from models.base import metadata, timestamps, uuid_col, uuid_pk, version_col
 payments = Table(
     "payments", metadata,
     uuid_pk(),
-    uuid_col("booking_id", nullable=False, unique=True),
+    # kind 'booking': the escrow of one booking; kind 'subscription': the charge of one
+    # subscription (no booking). Migration 0014.
+    Column("kind", String(20), nullable=False, server_default="booking"),
+    uuid_col("booking_id", unique=True),
+    uuid_col("subscription_id", unique=True),
     uuid_col("owner_id", nullable=False, index=True),
     uuid_col("runner_id"),
     Column("escrow_status", String(20), nullable=False, server_default="pending", index=True),

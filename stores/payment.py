@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, true, update
+from sqlalchemy import and_, func, insert, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from core.db import Connection, Row
+from domain.payment import PAID_STATUSES, RELEASED, SUBSCRIPTION_KIND
 from models.payment import (
     cash_out_requests,
     payments,
@@ -29,8 +30,15 @@ _OMIT_EMPTY = ("runner_id", "payment_method", "stripe_payment_id", "escrow_held_
 
 
 def payment_dto(row: Row) -> dict[str, Any]:
-    """PaymentDTO (reference §2.3): optional fields are left out when empty."""
-    return {k: row[k] for k in _DTO_KEYS if not (k in _OMIT_EMPTY and row[k] in (None, ""))}
+    """PaymentDTO (reference §2.3): optional fields are left out when empty. A subscription's
+    charge has no booking: it says `kind: "subscription"` and its `subscription_id` instead of
+    a `booking_id` (booking payments keep the contract's shape exactly)."""
+    dto = {k: row[k] for k in _DTO_KEYS if not (k in _OMIT_EMPTY and row[k] in (None, ""))}
+    if row.get("kind") == SUBSCRIPTION_KIND:
+        del dto["booking_id"]
+        dto = {"id": dto.pop("id"), "kind": SUBSCRIPTION_KIND,
+               "subscription_id": row["subscription_id"], **dto}
+    return dto
 
 
 async def get_payment(conn: Connection, payment_id: str, *, for_update: bool = False) -> Row | None:
@@ -42,6 +50,13 @@ async def get_payment_by_booking(conn: Connection, booking_id: str, *,
                                  for_update: bool = False) -> Row | None:
     stmt = select(payments).where(payments.c.booking_id == booking_id)
     return await conn.fetch_one(stmt.with_for_update() if for_update else stmt)
+
+
+async def booking_paid(conn: Connection, booking_id: str) -> bool:
+    """The booking's escrow holds or has released the owner's money (domain.payment)."""
+    status = await conn.scalar(select(payments.c.escrow_status)
+                               .where(payments.c.booking_id == booking_id))
+    return status in PAID_STATUSES
 
 
 async def insert_payment(conn: Connection, **values: Any) -> Row:
@@ -60,8 +75,10 @@ async def update_payment(conn: Connection, payment: Row, **changes: Any) -> Row 
 
 
 async def list_payments(conn: Connection, *, page: int, limit: int, owner_id: str | None = None,
-                        runner_id: str | None = None,
-                        status: str | None = None) -> tuple[list[Row], int]:
+                        runner_id: str | None = None, status: str | None = None,
+                        subscriber_id: str | None = None) -> tuple[list[Row], int]:
+    """Payments newest first. `owner_id` / `runner_id` / `status` narrow the list; with
+    `subscriber_id`, that user's subscription charges are listed as well."""
     conds = []
     if owner_id:
         conds.append(payments.c.owner_id == owner_id)
@@ -70,6 +87,10 @@ async def list_payments(conn: Connection, *, page: int, limit: int, owner_id: st
     if status:
         conds.append(payments.c.escrow_status == status)
     where = and_(*conds) if conds else true()
+    if subscriber_id:
+        own_charges = and_(payments.c.kind == SUBSCRIPTION_KIND,
+                           payments.c.owner_id == subscriber_id)
+        where = or_(and_(*conds), own_charges) if conds else own_charges
     total = await conn.scalar(select(func.count()).select_from(payments).where(where))
     rows = await conn.fetch_all(
         select(payments).where(where).order_by(payments.c.created_at.desc(), payments.c.id)
@@ -165,6 +186,41 @@ async def active_subscription(conn: Connection, user_id: str, *,
     stmt = select(subscriptions).where(subscriptions.c.user_id == user_id,
                                        subscriptions.c.status == "active",
                                        subscriptions.c.expires_at > func.now())
+    return await conn.fetch_one(stmt.with_for_update() if for_update else stmt)
+
+
+async def pending_subscription(conn: Connection, user_id: str) -> Row | None:
+    """A subscription whose charge is under way (its subscribe request has not answered yet)."""
+    return await conn.fetch_one(select(subscriptions).where(
+        subscriptions.c.user_id == user_id, subscriptions.c.status == "pending"))
+
+
+async def paid_cancelled_subscription(conn: Connection, user_id: str, plan: str, *,
+                                      for_update: bool = False) -> Row | None:
+    """The latest cancelled subscription of `plan` whose paid period is still running and whose
+    charge went through: re-subscribing to it reactivates it rather than charging again."""
+    charged = select(payments.c.subscription_id).where(
+        payments.c.kind == SUBSCRIPTION_KIND, payments.c.escrow_status == RELEASED)
+    stmt = (select(subscriptions)
+            .where(subscriptions.c.user_id == user_id, subscriptions.c.plan == plan,
+                   subscriptions.c.status == "cancelled",
+                   subscriptions.c.expires_at > func.now(),
+                   subscriptions.c.id.in_(charged))
+            .order_by(subscriptions.c.expires_at.desc()).limit(1))
+    return await conn.fetch_one(stmt.with_for_update() if for_update else stmt)
+
+
+async def set_subscription_status(conn: Connection, sub_id: str, status: str,
+                                  **changes: Any) -> Row | None:
+    return await conn.fetch_one(
+        update(subscriptions).where(subscriptions.c.id == sub_id)
+        .values(status=status, updated_at=func.now(), **changes)
+        .returning(subscriptions))
+
+
+async def subscription_payment(conn: Connection, sub_id: str, *,
+                               for_update: bool = False) -> Row | None:
+    stmt = select(payments).where(payments.c.subscription_id == sub_id)
     return await conn.fetch_one(stmt.with_for_update() if for_update else stmt)
 
 

@@ -1,47 +1,158 @@
-"""Agents of the booking domain.
+"""Agents of the booking domain: the owner's confirmation window.
 
-`payment.events` → `booking-payments`: `payment.escrow_released` completes a delivered booking
-(final price = estimated) and emits `booking.completed`. `core.consuming.consume` runs each
-event once per event id, in one transaction with its effects; a booking that is already
-completed is left alone, so a second release event (another id) has no effect either.
+Money waits for the owner (DESIGN 12): `deliver` leaves the escrow held; the owner's confirm,
+an admin's resolution of a dispute, or the platform once AUTO_CONFIRM_HOURS have passed
+completes the booking, and the payment agent releases the escrow on `booking.completed`.
+
+* `booking.events` → `booking-confirm-window`: `booking.delivery_confirmed` puts the booking in
+  the `delivered-bookings` table; `booking.completed`, `booking.cancelled` and
+  `booking.disputed` take it out. Events go through `core.consuming.consume` (dead letters,
+  gap read-back, own position stored with the processed-event claim); the table write is
+  flushed to its changelog before that claim commits, and puts and deletes are idempotent, so
+  a crash can repeat a write but not lose one.
+* Timer `booking-auto-confirm`: on every worker, for the entries of partitions it actively
+  owns whose window has passed, confirm on the owner's behalf (`booking.completed` with
+  `confirmed_by: "platform"`, `auto_confirmed: true`). The decision is re-made on the locked
+  row (still delivered, not disputed, window passed), so a second attempt, a standby worker or
+  a race with the owner's confirm or dispute changes nothing more.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from datetime import UTC, datetime
 
+from faust import current_event
+from faust.types import TP
+
+from core.config import settings, topic_name
 from core.consuming import consume
-from core.db import Connection
+from core.db import Connection, DatabaseUnavailable, db
 from domain import booking as rules
-from kilat import app, payment_events
+from kilat import app, booking_events
+from models import events as ev
 from models.events import CloudEvent, MalformedEvent, require
 from stores import booking as store
+from tables.confirmations import Waiting, keep_waiting, stop_waiting, waiting_entries
 
 log = logging.getLogger(__name__)
-CONSUMER = "booking-payments"
+CONSUMER = "booking-confirm-window"
+# Entries whose confirmation was just attempted: not retried before this many seconds (the
+# table entry goes away only when the agent sees the resulting `booking.completed`).
+RETRY_AFTER_S = 5.0
+_attempted: dict[str, float] = {}
 
 
-async def on_escrow_released(conn: Connection, event: CloudEvent) -> None:
+def _booking_id(event: CloudEvent) -> str:
     require(event.data, "booking_id")
-    booking_id = str(event.data["booking_id"])
     try:
-        booking_id = str(uuid.UUID(booking_id))
+        return str(uuid.UUID(str(event.data["booking_id"])))
     except ValueError:
-        raise MalformedEvent(f"booking_id is not a UUID: {booking_id!r}") from None
-    booking = await store.get_booking(conn, booking_id, for_update=True)
-    if booking is None:
-        log.warning("escrow released for unknown booking %s (event %s)", booking_id, event.id)
-        return
-    if booking["status"] != rules.DELIVERED:
-        # Completed already (owner confirmed first) or not yet delivered: nothing to do.
-        log.info("escrow released for booking %s in state %s: ignored", booking_id,
-                 booking["status"])
-        return
-    await store.commit_transition(conn, booking,
-                                  rules.complete(booking, "payment.escrow_released"), None)
+        raise MalformedEvent(f"booking_id is not a UUID: {event.data['booking_id']!r}") from None
 
 
-@app.agent(payment_events, name="kilat.booking-payments", concurrency=1)
-async def booking_on_payments(stream) -> None:
-    await consume(stream, CONSUMER, {"payment.escrow_released": on_escrow_released})
+def _epoch(value: object) -> float:
+    if isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+        except ValueError:
+            pass
+    return time.time()
+
+
+def _partition() -> int:
+    event = current_event()  # the event being handled: its partition is the key's
+    if event is None:
+        raise RuntimeError("the confirmation window is written only while handling an event")
+    return event.message.partition
+
+
+async def _changelog_written() -> None:
+    """Wait until the table's changelog write is in Kafka, before the event is marked handled
+    (in the caller's transaction): after a crash the event is either handled again (puts and
+    deletes are idempotent) or its entry is already durable for the next worker."""
+    await app.producer.flush()
+
+
+async def on_delivered(conn: Connection, event: CloudEvent) -> None:
+    booking_id = _booking_id(event)
+    keep_waiting(Waiting(booking_id=booking_id, owner_id=str(event.data.get("owner_id") or ""),
+                         delivered_at=_epoch(event.data.get("delivered_at")),
+                         partition=_partition()))
+    await _changelog_written()
+
+
+async def on_settled(conn: Connection, event: CloudEvent) -> None:
+    """Completed, cancelled or disputed: nothing left for the timer to do."""
+    booking_id = _booking_id(event)
+    stop_waiting(booking_id)
+    _attempted.pop(booking_id, None)
+    await _changelog_written()
+
+
+@app.agent(booking_events, name="kilat.booking-confirm-window", concurrency=1)
+async def booking_confirm_window(stream) -> None:
+    await consume(stream, CONSUMER, {
+        "booking.delivery_confirmed": on_delivered,
+        "booking.completed": on_settled,
+        "booking.cancelled": on_settled,
+        "booking.disputed": on_settled,
+    })
+
+
+async def confirm_for_owner(booking_id: str, window_hours: float) -> bool:
+    """Complete a delivered booking on its owner's behalf if (on the locked row) it is still
+    delivered, undisputed and past its window. True if it was confirmed now."""
+    async with db.transaction() as conn:
+        booking = await store.get_booking(conn, booking_id, for_update=True)
+        if booking is None:
+            return False
+        change = rules.auto_confirm(booking, datetime.now(UTC), window_hours)
+        if change is None:
+            return False
+        await store.commit_transition(conn, booking, change, None)
+    log.info("booking %s auto-confirmed after %g h without the owner", booking_id, window_hours)
+    return True
+
+
+def _window_s() -> float:
+    return settings().auto_confirm_hours * 3600
+
+
+def _tick_s() -> float:
+    """A quarter of the window, between 0.25 s (tests use windows of seconds) and 60 s."""
+    return max(0.25, min(_window_s() / 4, 60.0))
+
+
+def _actively_owned(partitions: set[int]) -> set[int]:
+    topic = topic_name(ev.BOOKING_EVENTS)
+    actives = app.assignor.assigned_actives()
+    return {p for p in partitions if TP(topic, p) in actives}
+
+
+@app.timer(_tick_s(), name="kilat.booking-auto-confirm")
+async def auto_confirm_due() -> None:
+    """Confirm the deliveries whose owners let the window pass."""
+    if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():
+        return  # the table is being rebuilt or handed over: its content is not settled yet
+    window_h = settings().auto_confirm_hours
+    now = time.time()
+    due = [e for e in waiting_entries() if e["delivered_at"] + window_h * 3600 <= now
+           and now - _attempted.get(e["booking_id"], 0.0) >= RETRY_AFTER_S]
+    if not due:
+        return
+    mine = _actively_owned({e["partition"] for e in due})
+    for entry in due:
+        if entry["partition"] not in mine:
+            continue
+        _attempted[entry["booking_id"]] = now
+        try:
+            await confirm_for_owner(entry["booking_id"], window_h)
+        except DatabaseUnavailable as exc:
+            log.warning("auto-confirm: database unavailable (%s); retrying later", exc)
+            return
+        except Exception:  # a bug on one booking must not stop the timer for the others
+            log.exception("auto-confirm of booking %s failed", entry["booking_id"])

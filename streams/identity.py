@@ -1,7 +1,8 @@
 """Agents of the identity domain.
 
-`booking.events` → `identity-referrals`: when a referred user's first booking completes
-(`booking.completed`, payload `owner_id`), both sides of the referral are credited once and
+`booking.events` → `identity-referrals`: when a referred user's first paid booking completes
+(`booking.completed`, payload `owner_id`; paid = its escrow holds or released the owner's
+money, so a booking nobody paid for earns nothing), both sides of the referral are credited once and
 `identity.referral_credited` is published (for the wallet/notification side to act on).
 Exactly once per event via core.consuming (processed-event ledger in the same transaction);
 a second completed booking finds the referral already credited and changes nothing.
@@ -25,6 +26,7 @@ from kilat import app, booking_events, identity_events
 from models import events as ev
 from models.events import CloudEvent, MalformedEvent, require
 from stores import identity as store
+from stores import payment as payment_store
 from tables import sessions
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,9 @@ async def credit_referral_on_completion(conn: Connection, event: CloudEvent) -> 
     booking_id = _uuid(event.data, "booking_id")
     referral = await store.referral_of_referee(conn, owner_id, for_update=True)
     if referral is None or referral["referrer_credited"]:
+        return
+    if not await payment_store.booking_paid(conn, booking_id):
+        log.info("booking %s completed unpaid: no referral reward", booking_id)
         return
     credited = await store.credit_referral(conn, referral["id"], booking_id)
     if credited is None:

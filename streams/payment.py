@@ -1,10 +1,14 @@
 """Payment agents: the release and refund sagas on booking events, and the cash-out rail.
 
 `booking.events` → `payment-bookings`:
-* `booking.delivery_confirmed`: if the booking's payment is held, capture the intent
-  (idempotency key `capture-<payment id>`), ReleaseToRunner, emit `payment.escrow_released`.
-* `booking.cancelled`: if held, void the intent (`refund-<payment id>`), Refund, emit
-  `payment.escrow_refunded`. Anything not held is left alone.
+* `booking.completed` (the owner confirmed, the platform confirmed after the window, or an
+  admin resolved a dispute with `release`): if the booking's payment is held, capture the
+  intent (idempotency key `capture-<payment id>`), ReleaseToRunner, emit
+  `payment.escrow_released`. `booking.delivery_confirmed` (the runner's deliver) moves no
+  money: the escrow waits for the owner (DESIGN 12).
+* `booking.cancelled` (including an admin's `refund` resolution of a dispute): if held,
+  void the intent (`refund-<payment id>`), Refund, emit `payment.escrow_refunded`. Anything
+  not held is left alone.
 Each event is handled once (core.consuming); the payment row is locked while the saga runs, and a
 payment already released/refunded is not touched again, so a replay never calls Stripe twice.
 """
@@ -22,6 +26,7 @@ from core.consuming import consume
 from core.db import Connection, DatabaseUnavailable, Row, db
 from core.outbox import emit
 from core.stripe import StripeError, stripe
+from domain.booking import NIL_UUID
 from domain.payment import HELD, REFUNDED, RELEASED, check_move
 from kilat import app, booking_events
 from models import events as ev
@@ -107,9 +112,13 @@ async def held_payment_for(conn: Connection, event: CloudEvent) -> Row | None:
     return payment
 
 
-async def on_delivery_confirmed(conn: Connection, event: CloudEvent) -> None:
+async def on_booking_completed(conn: Connection, event: CloudEvent) -> None:
     require(event.data, "booking_id", "runner_id")
     runner_id = _uuid(event.data, "runner_id")
+    if runner_id == NIL_UUID:  # completed without a runner: there is nobody to pay
+        log.warning("booking %s completed without a runner: escrow left held",
+                    event.data.get("booking_id"))
+        return
     payment = await held_payment_for(conn, event)
     if payment is None:
         return
@@ -135,7 +144,7 @@ async def on_booking_cancelled(conn: Connection, event: CloudEvent) -> None:
 @app.agent(booking_events, name="kilat.payment-bookings", concurrency=1)
 async def payment_on_bookings(stream) -> None:
     await consume(stream, "payment-bookings", {
-        "booking.delivery_confirmed": on_delivery_confirmed,
+        "booking.completed": on_booking_completed,
         "booking.cancelled": on_booking_cancelled,
     })
 

@@ -112,10 +112,17 @@ class Scenario:
                  "in_progress": [(self.assigned, "accept"), (self.assigned, "pickup")],
                  "delivered": [(self.assigned, "accept"), (self.assigned, "pickup"),
                                (self.assigned, "deliver")],
+                 "disputed": [(self.assigned, "accept"), (self.assigned, "pickup"),
+                              (self.assigned, "deliver"), (self.owner, "dispute")],
                  "completed": [(self.assigned, "accept"), (self.assigned, "pickup"),
                                (self.assigned, "deliver"), (self.owner, "confirm")]}
+        if state != "requested":
+            # No pickup without a held escrow (DESIGN 12): accepted bookings are paid too.
+            await self.ok(self.owner, "POST", "/api/v1/payments/initiate",
+                          {"booking_id": b["id"]}, 201)
         for who, action in steps.get(state, []):
-            await self.ok(who, "POST", f"{path}/{action}", None, 200)
+            body = {"reason": "the crate was damaged"} if action == "dispute" else None
+            await self.ok(who, "POST", f"{path}/{action}", body, 200)
         return b["id"]
 
     async def paid_booking(self) -> str:
@@ -313,6 +320,10 @@ MATRIX: list[Row] = [
         prepare=fresh_booking("in_progress")),
     Row("POST", B + "/confirm", only(200, "owner"), args={"id": "booking"},
         prepare=fresh_booking("delivered")),
+    Row("POST", B + "/dispute", only(200, "owner"), args={"id": "booking"},
+        prepare=fresh_booking("delivered"), body={"reason": "the crate was damaged"}),
+    Row("POST", "/api/v1/admin/bookings/{id}/resolve", only(200, *ADMIN), args={"id": "booking"},
+        prepare=fresh_booking("disputed"), body={"outcome": "release", "note": "checked"}),
     Row("POST", B + "/cancel", participants(200), args={"id": "booking"},
         prepare=fresh_booking("accepted"), body={"reason": "changed plans"}),
     Row("POST", B + "/rebook", only(201, "owner"), args={"id": "booking"}),
@@ -354,10 +365,11 @@ MATRIX: list[Row] = [
     Row("POST", "/api/v1/payouts/destinations", only(201, *RUNNERS),
         body={"bank_name": "CIMB", "account_number": "9876543210", "account_holder": "Me"}),
     Row("GET", "/api/v1/payouts/destinations", only(200, *RUNNERS)),
-    # R's own destination passes the ownership check and fails on balance (400); R2 may not
-    # cash out to R's account (403).
+    # R's own destination passes the ownership check and fails on balance (400: R earns from
+    # the paid bookings other rows confirm, never this much); R2 may not cash out to R's
+    # account (403).
     Row("POST", "/api/v1/payouts/cash-out", only(400, "assigned"),
-        body=lambda role, sc: {"amountMyrCents": 1000, "destinationId": sc.ids["destination"]}),
+        body=lambda role, sc: {"amountMyrCents": 10**9, "destinationId": sc.ids["destination"]}),
     # ------------------------------------------------ runner and pet shops
     Row("POST", "/api/v1/runners", only(409, *RUNNERS), body=RUNNER_BODY),  # profiles exist
     Row("GET", "/api/v1/runners/me", only(200, *RUNNERS)),

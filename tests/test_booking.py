@@ -1,6 +1,7 @@
 """Booking domain through the gateway, on real Kafka and PostGIS: create and pricing, lists,
 every transition with its events, errors, decline, rebook, photos, pets, admin, the race of two
-accepts, and payment.escrow_released → completed exactly once."""
+accepts, no pickup without a held payment, and the escrow that waits for the owner's confirm.
+The confirmation window (auto-confirm) and disputes are in tests/test_money_waits.py."""
 
 from __future__ import annotations
 
@@ -45,6 +46,13 @@ async def book(owner, **kw: Any) -> dict[str, Any]:
 def admin(new_admin):
     """An admin signed in through the API (created with `kilat create-admin`)."""
     return new_admin
+
+
+async def pay(owner, booking_id: str) -> dict[str, Any]:
+    """The owner pays into escrow (a runner may pick the pet up only once it is held)."""
+    status, body = await owner.post("/api/v1/payments/initiate", {"booking_id": booking_id})
+    assert status == 201 and body["data"]["escrow_status"] == "held", body
+    return body["data"]
 
 
 async def booking_events(platform: Platform, booking_id: str, type_: str | None = None):
@@ -220,6 +228,12 @@ async def test_full_lifecycle_with_events(platform, new_client):
         "success": False, "error": "cannot transition from 'accepted' to 'delivered'",
         "detail": ""})
     assert (await other.post(f"{path}/pickup"))[1]["error"] == "not your booking"
+    # Nobody paid yet: no pickup (DESIGN 12).
+    assert await runner.post(f"{path}/pickup") == (422, {
+        "success": False, "error": "escrow not held",
+        "detail": "the owner has not paid for this booking yet; a pet can be picked up only "
+                  "while its payment is held in escrow"})
+    await pay(owner, bid)
 
     status, body = await runner.post(f"{path}/pickup")
     assert status == 200 and body["data"]["status"] == "in_progress"
@@ -227,6 +241,16 @@ async def test_full_lifecycle_with_events(platform, new_client):
     status, body = await runner.post(f"{path}/deliver")
     assert status == 200 and body["data"]["status"] == "delivered"
     delivered_at = body["data"]["delivered_at"]
+    # The runner's deliver moves no money: the escrow waits for the owner.
+    [delivery] = await platform.wait_event("booking.events", "booking.delivery_confirmed",
+                                           booking_id=bid)
+
+    async def window_open():
+        return platform.sql("SELECT 1 FROM processed_events WHERE consumer = "
+                            "'booking-confirm-window' AND event_id = %s", (delivery["id"],))
+    await wait_until(window_open, 30, what="delivery seen by the confirmation window")
+    assert (await owner.get(f"/api/v1/payments/booking/{bid}"))[1]["data"]["escrow_status"] == (
+        "held")
 
     assert (await runner.post(f"{path}/confirm"))[0] == 403  # owners confirm
     assert (await (await new_client("owner")).post(f"{path}/confirm"))[0] == 403
@@ -237,8 +261,17 @@ async def test_full_lifecycle_with_events(platform, new_client):
     assert status == 200, body
     assert body["data"]["status"] == "completed"
     assert body["data"]["final_price_cents"] == 1510 and body["data"]["version"] == 5
+    assert "dispute" not in body["data"]
     assert (await owner.post(f"{path}/confirm"))[1]["error"] == (
         "cannot transition from 'completed' to 'completed'")
+    # The owner's confirm releases the escrow to the runner, after (never before) the confirm.
+    [released] = await platform.wait_event("payment.events", "payment.escrow_released",
+                                           booking_id=bid)
+    assert released["data"]["runner_id"] == rid
+    confirmed = platform.sql("SELECT created_at FROM booking_status_history WHERE booking_id = %s "
+                             "AND to_status = 'completed'", (bid,))[0]["created_at"]
+    assert platform.sql("SELECT escrow_released_at FROM payments WHERE booking_id = %s",
+                        (bid,))[0]["escrow_released_at"] >= confirmed
 
     base = {"booking_id": bid, "booking_number": data["booking_number"]}
     expected = {
@@ -248,7 +281,8 @@ async def test_full_lifecycle_with_events(platform, new_client):
         "booking.delivery_confirmed": {**base, "runner_id": rid, "owner_id": oid,
                                        "delivered_at": delivered_at},
         "booking.completed": {**base, "runner_id": rid, "owner_id": oid,
-                              "final_price_cents": 1510, "currency": "MYR"},
+                              "final_price_cents": 1510, "currency": "MYR",
+                              "confirmed_by": "owner", "auto_confirmed": False},
     }
     for type_, payload in expected.items():
         [event] = await platform.wait_event("booking.events", type_, booking_id=bid)
@@ -335,6 +369,7 @@ async def test_decline(platform, new_client):
     assert released["_key"] == runner.user["id"]
 
     # Back on the market: another runner takes it, picks up, and cannot decline any more.
+    await pay(owner, data["id"])
     assert (await other.post(f"{path}/accept"))[0] == 200
     assert (await other.post(f"{path}/pickup"))[0] == 200
     assert await other.post(f"{path}/decline", {"reason": "other"}) == (
@@ -400,8 +435,10 @@ async def test_list_filters_and_pagination(platform, new_client, admin):
     assert [b["id"] for b in body["data"]] == [ids[2], ids[1]]  # newest first
     assert body["pagination"] == {"total": 3, "page": 1, "limit": 2, "total_pages": 2}
     assert (await owner.get(f"{B}?limit=500"))[1]["pagination"]["limit"] == 100
-    status, body = await owner.get(f"{B}?page=99999999999999999999&limit=abc")
+    status, body = await owner.get(f"{B}?page=9999&limit=abc")
     assert status == 200 and body["data"] == [] and body["pagination"]["limit"] == 20
+    assert await owner.get(f"{B}?page=99999999999999999999") == (
+        400, {"success": False, "error": "page must be at most 10000"})
     assert [b["id"] for b in (await owner.get(f"{B}?status=cancelled"))[1]["data"]] == [ids[1]]
     assert [b["id"] for b in (await owner.get(f"{B}?status=active"))[1]["data"]] == [ids[0]]
     assert await owner.get(f"{B}?status=picked_up") == (
@@ -524,41 +561,22 @@ def _now():
 
 # ---------------------------------------------------------------- payment saga
 
-async def test_escrow_released_completes_booking_exactly_once(platform, new_client):
+async def test_pickup_needs_a_held_escrow(platform, new_client, admin):
+    """No pickup of a pet nobody paid for, nor of one whose payment was refunded."""
     owner, runner = await new_client("owner"), await new_client("runner")
     data = await book(owner)
-    bid, path = data["id"], f"{B}/{data['id']}"
-    for step in ("accept", "pickup", "deliver"):
-        assert (await runner.post(f"{path}/{step}"))[0] == 200
-    released = new_event("service-payment", "payment.escrow_released", {
-        "payment_id": str(uuid.uuid4()), "booking_id": bid, "runner_id": runner.user["id"],
-        "runner_payout_cents": 1284, "platform_fee_cents": 226, "currency": "MYR",
-        "owner_id": owner.user["id"]}).to_json()
-    await platform.produce("payment.events", bid, released)
-    await platform.produce("payment.events", bid, released)  # redelivered duplicate
-    # A second release (new id, same booking) after completion must not complete it again.
-    again = new_event("service-payment", "payment.escrow_released",
-                      {"payment_id": str(uuid.uuid4()), "booking_id": bid}, )
-    await platform.produce("payment.events", bid, again.to_json())
-
-    async def handled():
-        return platform.sql("SELECT 1 FROM processed_events WHERE consumer = "
-                            "'booking-payments' AND event_id = %s", (again.id,))
-    await wait_until(handled, 30, what="escrow events handled")
-    rows = platform.sql("SELECT status, final_price_cents, version FROM bookings WHERE id = %s",
-                        (bid,))
-    assert rows == [{"status": "completed", "final_price_cents": 1510, "version": 5}]
-    [event] = await platform.wait_event("booking.events", "booking.completed", booking_id=bid)
-    assert event["_key"] == bid
-    assert event["data"]["final_price_cents"] == 1510
-    assert event["data"]["runner_id"] == runner.user["id"]
-    assert len(await booking_events(platform, bid, "booking.completed")) == 1
-    assert (await owner.get(path))[1]["data"]["status"] == "completed"
-    assert (await owner.post(f"{path}/confirm"))[1]["error"] == (
-        "cannot transition from 'completed' to 'completed'")
-    history = platform.sql("SELECT changed_by, reason FROM booking_status_history "
-                           "WHERE booking_id = %s AND to_status = 'completed'", (bid,))
-    assert history == [{"changed_by": None, "reason": "payment.escrow_released"}]
+    path = f"{B}/{data['id']}"
+    assert (await runner.post(f"{path}/accept"))[0] == 200
+    status, body = await runner.post(f"{path}/pickup")
+    assert (status, body["error"]) == (422, "escrow not held"), body
+    payment = await pay(owner, data["id"])
+    status, body = await admin.post(f"/api/v1/payments/{payment['id']}/refund",
+                                    {"reason": "card dispute"})
+    assert status == 200 and body["data"]["escrow_status"] == "refunded", body
+    assert await runner.post(f"{path}/pickup") == (422, {
+        "success": False, "error": "escrow not held",
+        "detail": "the payment for this booking is 'refunded', not held in escrow"})
+    assert (await owner.get(path))[1]["data"]["status"] == "accepted"
 
 
 # ---------------------------------------------------------------- pets
@@ -607,23 +625,25 @@ async def test_pets_crud(platform, new_client):
     assert await runner.get(P) == (403, {"error": "insufficient permissions"})
 
 
-async def test_paid_booking_completes_itself_after_delivery(platform, new_client):
-    """The whole saga with the payment domain: held escrow → deliver → payment releases →
-    booking completes on its own; the owner's later confirm is a 422 (as in the original)."""
+async def test_escrow_released_event_does_not_complete_a_delivered_booking(platform,
+                                                                          new_client):
+    """Money follows the booking, not the other way round: a (stray or replayed)
+    `payment.escrow_released` leaves a delivered booking waiting for its owner."""
     owner, runner = await new_client("owner"), await new_client("runner")
     data = await book(owner)
     bid, path = data["id"], f"{B}/{data['id']}"
-    assert (await runner.post(f"{path}/accept"))[0] == 200
-    status, body = await owner.post("/api/v1/payments/initiate", {
-        "booking_id": bid, "amount_cents": 1, "currency": "MYR",
-        "customer_email": "owner@kilat.test"})
-    assert status == 201, body
-    for step in ("pickup", "deliver"):
+    await pay(owner, bid)
+    for step in ("accept", "pickup", "deliver"):
         assert (await runner.post(f"{path}/{step}"))[0] == 200
-    await platform.wait_event("payment.events", "payment.escrow_released", booking_id=bid)
-    [event] = await platform.wait_event("booking.events", "booking.completed", booking_id=bid)
-    assert event["data"]["final_price_cents"] == 1510
-    status, body = await owner.get(path)
-    assert body["data"]["status"] == "completed" and body["data"]["final_price_cents"] == 1510
-    assert (await owner.post(f"{path}/confirm"))[1]["error"] == (
-        "cannot transition from 'completed' to 'completed'")
+    released = new_event("service-payment", "payment.escrow_released", {
+        "payment_id": str(uuid.uuid4()), "booking_id": bid, "runner_id": runner.user["id"],
+        "owner_id": owner.user["id"]})
+    await platform.produce("payment.events", bid, released.to_json())
+
+    async def notified():  # the notification agent consumes the same partition
+        return platform.sql("SELECT 1 FROM processed_events WHERE event_id = %s",
+                            (released.id,))
+    await wait_until(notified, 30, what="stray release consumed")
+    assert (await owner.get(path))[1]["data"]["status"] == "delivered"
+    status, body = await owner.post(f"{path}/confirm")
+    assert status == 200 and body["data"]["status"] == "completed", body

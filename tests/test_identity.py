@@ -696,6 +696,15 @@ async def test_referral_credited_once_when_first_booking_completes(platform: Pla
             "runner_id": str(uuid.uuid4()), "owner_id": referee.user["id"],
             "final_price_cents": 2500, "currency": "MYR"}).to_json()
 
+    # Only paid bookings count: a completion whose booking has no held/released payment (a
+    # booking nobody paid for) credits nothing; the paid one after it is credited.
+    unpaid_booking = str(uuid.uuid4())
+    for bid, status in ((booking_id, "released"), (later_booking, "released")):
+        platform.sql("INSERT INTO payments (booking_id, owner_id, escrow_status, amount_cents, "
+                     "platform_fee_cents, runner_payout_cents, booking_amount_cents) "
+                     "VALUES (%s, %s, %s, 2500, 375, 2125, 2500) RETURNING id",
+                     (bid, referee.user["id"], status))
+    await platform.produce("booking.events", booking_id, completed(unpaid_booking))
     first = completed(booking_id)
     later = new_event("service-booking", "booking.completed", {
         "booking_id": later_booking, "booking_number": "KLT-20261125-0002",

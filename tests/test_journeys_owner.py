@@ -381,21 +381,29 @@ async def test_web_landing_owner_journey(platform: Platform, http, new_client) -
     assert await Client(http, platform.base_url).get("/api/v1/tracking/shared/" + "0" * 32) == (
         404, {"error": "share link not found", "success": False})
 
-    # Pickup, deliver → escrow released → booking completes itself; "confirm" is then 422.
+    # Pickup, deliver → the escrow waits for the owner; "Confirm delivery" (the web client's
+    # button for delivered bookings) completes the booking and releases the escrow.
     for step in ("pickup", "deliver"):
         status, body = await runner.post(f"{path}/{step}")
         assert status == 200, body
-
-    async def completed():
-        s, b = await owner.get(path)
-        return b["data"] if b["data"]["status"] == "completed" else None
-
-    done = await wait_until(completed, 60, what="booking auto-completed")
+    assert body["data"]["status"] == "delivered"
+    status, body = await owner.get(f"/api/v1/payments/booking/{bid}")
+    assert body["data"]["escrow_status"] == "held"
+    status, body = await owner.post(f"{path}/confirm")
+    assert status == 200, body
+    done = body["data"]
     check_booking(done)
+    assert done["status"] == "completed"
     assert done["final_price_cents"] == done["estimated_price_cents"]
     assert await owner.post(f"{path}/confirm") == (422, {
         "success": False, "error": "cannot transition from 'completed' to 'completed'",
         "detail": ""})
+
+    async def released():
+        s, b = await owner.get(f"/api/v1/payments/booking/{bid}")
+        return b["data"]["escrow_status"] == "released"
+
+    await wait_until(released, 60, what="escrow released after the owner's confirm")
     status, body = await owner.get(f"/api/v1/payments/booking/{bid}")
     assert body["data"]["escrow_status"] == "released"
     # Paid before any runner accepted: the payout still goes to the runner who delivered.
@@ -875,7 +883,7 @@ async def test_ios_cursor_notifications(platform: Platform, new_client) -> None:
     assert status == 200 and len(body["items"]) == 3 and body["nextCursor"] == ""
 
 
-async def test_owner_confirms_unpaid_delivery_and_other_edges(platform: Platform, http,
+async def test_owner_confirms_delivery_and_other_edges(platform: Platform, http,
                                                               new_client) -> None:
     email = f"edge-{uuid.uuid4().hex[:10]}@kilat.test"
     owner = await new_client("owner", email=email)
@@ -891,12 +899,17 @@ async def test_owner_confirms_unpaid_delivery_and_other_edges(platform: Platform
         "full_name": "Adm", "role": "admin"})
     assert 400 <= status < 500 and body["success"] is False, body
 
-    # Without a payment the booking waits in `delivered` for the owner's confirm.
+    # Without a payment the runner cannot pick the pet up (DESIGN 12); once paid, the booking
+    # waits in `delivered` for the owner's confirm.
     pickup = spot()
     status, body = await owner.post("/api/v1/bookings", web_landing_booking(pickup))
     bid, path = body["data"]["id"], f"/api/v1/bookings/{body['data']['id']}"
     runner = await online_runner(new_client, pickup)
-    for step in ("accept", "pickup", "deliver"):
+    assert (await runner.post(f"{path}/accept"))[0] == 200
+    status, body = await runner.post(f"{path}/pickup")
+    assert (status, body["success"], body["error"]) == (422, False, "escrow not held"), body
+    assert (await owner.post("/api/v1/payments/initiate", {"booking_id": bid}))[0] == 201
+    for step in ("pickup", "deliver"):
         status, body = await runner.post(f"{path}/{step}")
         assert status == 200, body
     assert body["data"]["status"] == "delivered" and is_time(body["data"]["delivered_at"])

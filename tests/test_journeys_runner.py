@@ -349,20 +349,24 @@ async def test_runner_journey(platform, new_client, client):
                        "recorded_at"} and is_time(wp["recorded_at"])
     assert is_num(track["total_distance_km"]) and track["total_distance_km"] > 0
 
-    # --- deliver → escrow released → booking completed ---------------------------------------
+    # --- deliver → the owner confirms → escrow released ---------------------------------------
     status, body = await runner.post(f"/api/v1/bookings/{near['id']}/deliver")
     delivered = data_of(status, body)
     assert delivered["status"] == "delivered" and is_time(delivered["delivered_at"])
-
-    async def completed() -> Any:
-        s, b = await runner.get(f"/api/v1/bookings/{near['id']}")
-        return b["data"] if b["data"]["status"] == "completed" else None
-    done = await wait_until(completed, 30, 0.2, "booking auto-completed")
+    status, body = await runner.get(f"/api/v1/payments/booking/{near['id']}")
+    assert data_of(status, body)["escrow_status"] == "held"  # waits for the owner
+    status, body = await owner.post(f"/api/v1/bookings/{near['id']}/confirm")
+    done = data_of(status, body)
     check_booking(done)
+    assert done["status"] == "completed"
     assert done["final_price_cents"] == done["estimated_price_cents"]
-    # the owner's late confirm gets the original's 422
     error_of(*await owner.post(f"/api/v1/bookings/{near['id']}/confirm"), 422,
              "cannot transition from 'completed' to 'completed'")
+
+    async def released() -> Any:
+        s, b = await runner.get(f"/api/v1/payments/booking/{near['id']}")
+        return s == 200 and b["data"]["escrow_status"] == "released"
+    await wait_until(released, 30, 0.2, "escrow released after the owner's confirm")
 
     # --- earnings ------------------------------------------------------------------------------
     status, body = await runner.get(f"/api/v1/payments/booking/{near['id']}")

@@ -121,6 +121,7 @@ async def test_booking_journey_notifies_owner_and_runner_on_every_channel(env: E
     assert status == 201, body
     for step in ("pickup", "deliver"):
         assert (await runner.post(f"{path}/{step}"))[0] == 200
+    assert (await owner.post(f"{path}/confirm"))[0] == 200  # releases the escrow
 
     owner_types = {"booking.requested", "booking.accepted", "payment.escrow_held",
                    "tracking.started", "booking.pet_picked_up", "booking.delivery_confirmed",
@@ -151,7 +152,8 @@ async def test_booking_journey_notifies_owner_and_runner_on_every_channel(env: E
     payout = next(i for i in runner_items if i["type"] == "payment.escrow_released")
     assert payout["body"] == f"You earned RM 12.84 for booking {number}"  # 85 % of RM 15.10
     held = next(i for i in owner_items if i["type"] == "payment.escrow_held")
-    assert held["body"] == f"We are holding RM 15.10 for booking {number} until delivery"
+    assert held["body"] == (f"We are holding RM 15.10 for booking {number} until you confirm "
+                            "the delivery")
     started = next(i for i in owner_items if i["type"] == "tracking.started")
     assert started["body"] == f"Follow your pet live for booking {number}"
 

@@ -400,16 +400,30 @@ async def test_promo_and_subscription_discounts(pay, user, http) -> None:
 # ================================================================== sagas on booking events
 
 
-async def test_delivery_confirmed_releases_escrow_exactly_once(pay, fake_stripe, user) -> None:
+async def test_completed_booking_releases_escrow_exactly_once(pay, fake_stripe, user) -> None:
     owner, runner = user("owner"), user("runner")
     runner_id = runner.user["id"]
     booking_id, payment = await paid_booking(pay, owner, runner_id=runner_id)
-    first_id, first = booking_event("booking.delivery_confirmed", booking_id, runner_id=runner_id,
-                                    owner_id=owner.user["id"],
-                                    delivered_at="2026-11-25T10:00:00Z")
-    again_id, again = booking_event("booking.delivery_confirmed", booking_id, runner_id=runner_id,
-                                    owner_id=owner.user["id"],
-                                    delivered_at="2026-11-25T10:00:01Z")
+    # The runner's deliver moves no money (DESIGN 12): the escrow waits for the owner. The
+    # barrier (a cancellation of an unpaid booking, on the same partition) shows the agent
+    # has read past the delivery.
+    unpaid = insert_booking(pay, owner.user["id"])
+    _, delivered = booking_event("booking.delivery_confirmed", booking_id, runner_id=runner_id,
+                                 owner_id=owner.user["id"], delivered_at="2026-11-25T10:00:00Z")
+    barrier_id, barrier = booking_event("booking.cancelled", unpaid,
+                                        cancelled_by=owner.user["id"], reason="barrier")
+    await pay.produce_many("booking.events", [(booking_id, delivered), (booking_id, barrier)])
+    await processed(pay, barrier_id)
+    assert pay.sql("SELECT escrow_status FROM payments WHERE id = %s", (payment["id"],)) == [
+        {"escrow_status": "held"}]
+    assert not fake_stripe.calls(f"/v1/payment_intents/{payment['stripe_payment_id']}/capture")
+
+    first_id, first = booking_event("booking.completed", booking_id, runner_id=runner_id,
+                                    owner_id=owner.user["id"], final_price_cents=150000,
+                                    currency="MYR", confirmed_by="owner", auto_confirmed=False)
+    again_id, again = booking_event("booking.completed", booking_id, runner_id=runner_id,
+                                    owner_id=owner.user["id"], final_price_cents=150000,
+                                    currency="MYR", confirmed_by="platform", auto_confirmed=True)
     # The same event twice (redelivery), then a new event for the already released payment.
     await pay.produce_many("booking.events", [(booking_id, first), (booking_id, first),
                                               (booking_id, again)])
@@ -471,9 +485,9 @@ async def test_cancelled_booking_refunds_held_payment_only(pay, fake_stripe, use
     assert pay.sql("SELECT count(*) AS n FROM payments WHERE booking_id = %s", (unpaid,)) == [
         {"n": 0}]
 
-    # A delivery confirmation after the refund has no effect.
-    late_id, late = booking_event("booking.delivery_confirmed", booking_id,
-                                  runner_id=str(uuid.uuid4()))
+    # A completion after the refund has no effect.
+    late_id, late = booking_event("booking.completed", booking_id, runner_id=str(uuid.uuid4()),
+                                  owner_id=owner.user["id"])
     await pay.produce("booking.events", booking_id, late)
     await processed(pay, late_id)
     assert not outbox_events(pay, "payment.escrow_released", booking_id)
@@ -525,7 +539,8 @@ async def test_cash_out_with_destinations(pay, user) -> None:
     owner, runner, other = user("owner"), user("runner"), user("runner")
     runner_id = runner.user["id"]
     booking_id, payment = await paid_booking(pay, owner, price=40000, runner_id=runner_id)
-    event_id, event = booking_event("booking.delivery_confirmed", booking_id, runner_id=runner_id)
+    event_id, event = booking_event("booking.completed", booking_id, runner_id=runner_id,
+                                    owner_id=owner.user["id"])
     await pay.produce("booking.events", booking_id, event)
     await processed(pay, event_id)
     payout = payment["runner_payout_cents"]
@@ -595,7 +610,8 @@ async def create_booking(owner: Client) -> dict:
     return body["data"]
 
 
-async def test_journey_pay_deliver_release_and_pay_cancel_refund(pay, fake_stripe, user) -> None:
+async def test_journey_pay_deliver_confirm_release_and_pay_cancel_refund(pay, fake_stripe,
+                                                                        user) -> None:
     owner, runner = user("owner"), user("runner")
     booking = await create_booking(owner)
     assert booking["estimated_price_cents"] == 1510
@@ -610,11 +626,15 @@ async def test_journey_pay_deliver_release_and_pay_cancel_refund(pay, fake_strip
     for step in ("accept", "pickup", "deliver"):
         status, body = await runner.post(f"/api/v1/bookings/{booking['id']}/{step}")
         assert status == 200, (step, body)
+    status, body = await owner.get(f"/api/v1/payments/booking/{booking['id']}")
+    assert body["data"]["escrow_status"] == "held"  # delivered, waiting for the owner
+    status, body = await owner.post(f"/api/v1/bookings/{booking['id']}/confirm")
+    assert status == 200 and body["data"]["status"] == "completed", body
 
     async def released():
         status, body = await owner.get(f"/api/v1/payments/booking/{booking['id']}")
         return status == 200 and body["data"]["escrow_status"] == "released" and body["data"]
-    done = await wait_until(released, 30, what="escrow released after delivery")
+    done = await wait_until(released, 30, what="escrow released after the owner's confirm")
     assert done["runner_id"] == runner.user["id"]
     [event] = await pay.wait_event("payment.events", "payment.escrow_released",
                                    booking_id=booking["id"])
@@ -634,3 +654,70 @@ async def test_journey_pay_deliver_release_and_pay_cancel_refund(pay, fake_strip
         return body["data"]["escrow_status"] == "refunded" and body["data"]
     done = await wait_until(refunded, 30, what="escrow refunded after cancel")
     assert done["refund_reason"] == "booking cancelled: vet appointment moved"
+
+
+# ================================================================== subscriptions are charged
+
+
+async def test_subscription_is_charged_before_it_applies(pay, fake_stripe, user) -> None:
+    """DESIGN 12: a subscription is charged through the payment adapter (own payment kind,
+    idempotency key) before it is active; a refused charge leaves it inactive; re-subscribing
+    within a paid period neither charges twice nor extends for free."""
+    owner = user("owner")
+    subs = "/api/v1/subscriptions"
+
+    # A declined card: 402, nothing active, no discount, the failed charge is on record.
+    fake_stripe.decline_next = 1
+    status, body = await owner.post(subs, {"plan": "premium"})
+    assert (status, body["error"]) == (402, "payment failed"), body
+    assert "card was declined" in body["detail"]
+    assert (await owner.get(f"{subs}/me"))[0] == 404
+    booking_id = insert_booking(pay, owner.user["id"], price=20000)
+    status, body = await owner.post("/api/v1/payments/initiate", {"booking_id": booking_id})
+    assert status == 201 and body["data"]["amount_cents"] == 20000, body  # no discount
+    status, body = await owner.get("/api/v1/payments")
+    [failed] = [p for p in body["data"] if p.get("kind") == "subscription"]
+    assert (failed["escrow_status"], failed["amount_cents"]) == ("failed", 4990)
+    assert "booking_id" not in failed and failed["subscription_id"]
+    assert pay.sql("SELECT status FROM subscriptions WHERE id = %s",
+                   (failed["subscription_id"],)) == [{"status": "failed"}]
+
+    # Charged (automatic capture, its own idempotency key), then active.
+    status, body = await owner.post(subs, {"plan": "premium"})
+    assert status == 201 and body["data"]["status"] == "active", body
+    sub = body["data"]
+    [row] = pay.sql("SELECT id::text, escrow_status, amount_cents, stripe_payment_id FROM payments "
+                    "WHERE kind = 'subscription' AND subscription_id = %s", (sub["id"],))
+    assert (row["escrow_status"], row["amount_cents"]) == ("released", 4990)
+    [charge] = fake_stripe.calls(key=f"subscription-{row['id']}")
+    assert charge.path == "/v1/payment_intents"
+    assert (charge.form["amount"], charge.form["capture_method"],
+            charge.form["metadata[subscription_id]"]) == ("4990", "automatic", sub["id"])
+    assert fake_stripe.intents[row["stripe_payment_id"]]["status"] == "succeeded"
+    status, body = await owner.get("/api/v1/payments")
+    listed = {p["id"]: p for p in body["data"]}
+    assert listed[row["id"]]["kind"] == "subscription"
+    assert listed[row["id"]]["escrow_status"] == "released"
+    [event] = await pay.wait_event("payment.events", "payment.subscription_charged",
+                                   subscription_id=sub["id"])
+    assert event["_key"] == owner.user["id"] and event["data"]["amount_cents"] == 4990
+
+    # Cancel, then subscribe again within the paid period: the same period, no new charge.
+    charges = len(fake_stripe.calls("/v1/payment_intents"))
+    assert (await owner.post(f"{subs}/me/cancel"))[1]["data"]["status"] == "cancelled"
+    status, body = await owner.post(subs, {"plan": "premium"})
+    assert status == 201, body
+    assert (body["data"]["id"], body["data"]["status"], body["data"]["expires_at"],
+            body["data"]["auto_renew"]) == (sub["id"], "active", sub["expires_at"], True)
+    assert len(fake_stripe.calls("/v1/payment_intents")) == charges
+    assert pay.sql("SELECT count(*) AS n FROM payments WHERE kind = 'subscription' "
+                   "AND owner_id = %s AND escrow_status = 'released'",
+                   (owner.user["id"],)) == [{"n": 1}]
+    status, body = await owner.post(subs, {"plan": "basic"})
+    assert (status, body["error"]) == (409, "you already have an active premium subscription")
+
+    # Admins see the charge among all payments; a booking payment keeps the contract's shape.
+    status, body = await user("admin").get("/api/v1/admin/payments?limit=100")
+    assert row["id"] in [p["id"] for p in body["data"]]
+    status, body = await owner.get(f"/api/v1/payments/booking/{booking_id}")
+    assert "kind" not in body["data"] and body["data"]["booking_id"] == booking_id

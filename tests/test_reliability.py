@@ -170,9 +170,12 @@ async def _signed_up(http: aiohttp.ClientSession, p: Platform, role: str) -> Cli
 
 async def test_kill_9_mid_booking_journey_completes_once(fresh_platform: Platform, http):
     """A paid, tracked delivery whose only worker is killed (-9) right after the runner marks
-    it delivered, with the escrow release, completion and notifications still to run: a new
-    worker on an empty data directory finishes the journey, and every effect happens once."""
+    it delivered, with the owner's confirmation window, the escrow release, completion and
+    notifications still to run: a new worker on an empty data directory rebuilds the
+    `delivered-bookings` table from its changelog, confirms for the owner once the window
+    (10.8 s here) has passed, and every effect happens once."""
     p = fresh_platform
+    p.extra_env["AUTO_CONFIRM_HOURS"] = "0.003"
     w1 = await p.start_worker_and_gateway()
     owner, runner = await _signed_up(http, p, "owner"), await _signed_up(http, p, "runner")
     assert (await runner.post("/api/v1/runners", VEHICLE))[0] == 201
@@ -206,8 +209,13 @@ async def test_kill_9_mid_booking_journey_completes_once(fresh_platform: Platfor
         status, body = await owner.get(path)
         return body["data"] if status == 200 and body["data"]["status"] == "completed" else None
     await wait_until(completed, 120, what="the booking completed by the new worker")
-    status, body = await owner.get(f"/api/v1/payments/booking/{booking_id}")
-    assert status == 200 and body["data"]["escrow_status"] == "released"
+
+    async def released() -> bool:
+        status, body = await owner.get(f"/api/v1/payments/booking/{booking_id}")
+        return status == 200 and body["data"]["escrow_status"] == "released"
+    await wait_until(released, 60, what="the escrow released after the platform's confirm")
+    [done] = await p.wait_event("booking.events", "booking.completed", booking_id=booking_id)
+    assert (done["data"]["confirmed_by"], done["data"]["auto_confirmed"]) == ("platform", True)
 
     # Every effect once: one release and one completion in the outbox, one trip counted for
     # the runner, one notification per (recipient, event), every waypoint once.

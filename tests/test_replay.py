@@ -33,7 +33,7 @@ RECIPIENTS: dict[str, tuple[str, ...]] = {
     "booking.requested": ("owner",), "booking.pet_picked_up": ("owner",),
     "booking.delivery_in_progress": ("owner",), "booking.delivery_confirmed": ("owner",),
     "booking.accepted": ("owner", "runner"), "booking.completed": ("owner", "runner"),
-    "booking.cancelled": ("owner", "runner"),
+    "booking.cancelled": ("owner", "runner"), "booking.disputed": ("runner",),
     "payment.escrow_held": ("owner",), "payment.escrow_refunded": ("owner",),
     "payment.failed": ("owner",), "payment.escrow_released": ("runner", "owner"),
     "tracking.started": ("owner",), "tracking.completed": ("owner", "runner"),

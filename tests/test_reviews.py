@@ -28,9 +28,11 @@ def rule(status: int, error: str) -> tuple[int, dict]:
 
 
 async def completed_booking(owner, runner) -> dict:
-    """A booking taken through the API: request → accept → pickup → deliver → confirm."""
+    """A booking taken through the API: request → pay → accept → pickup → deliver → confirm."""
     data = await book(owner)
     path = f"/api/v1/bookings/{data['id']}"
+    status, body = await owner.post("/api/v1/payments/initiate", {"booking_id": data["id"]})
+    assert status == 201, body
     for actor, action in ((runner, "accept"), (runner, "pickup"), (runner, "deliver"),
                           (owner, "confirm")):
         status, body = await actor.post(f"{path}/{action}")
@@ -193,3 +195,25 @@ async def test_owner_reviews_a_shop_and_its_rating_follows(platform: Platform, n
         r["id"] for r in (await owner.get(f"{R}/me"))[1]["data"]]
     assert (await owner.get(f"{R}/rating/shop/{shop_id}"))[1]["data"] == {
         "average_rating": 4.0, "total_reviews": 1}
+
+
+async def test_only_paid_bookings_can_be_reviewed(platform: Platform, new_client, new_admin):
+    """A booking whose escrow was refunded before the owner confirmed is completed but unpaid:
+    neither side can review it."""
+    owner, runner = await new_client("owner"), await new_client("runner")
+    data = await book(owner)
+    path = f"/api/v1/bookings/{data['id']}"
+    status, body = await owner.post("/api/v1/payments/initiate", {"booking_id": data["id"]})
+    assert status == 201, body
+    for action in ("accept", "pickup", "deliver"):
+        assert (await runner.post(f"{path}/{action}"))[0] == 200
+    status, body = await new_admin.post(f"/api/v1/payments/{body['data']['id']}/refund",
+                                        {"reason": "chargeback"})
+    assert status == 200 and body["data"]["escrow_status"] == "refunded", body
+    assert (await owner.post(f"{path}/confirm"))[1]["data"]["status"] == "completed"
+    review = {"booking_id": data["id"], "reviewee_id": runner.user["id"],
+              "reviewee_type": "runner", "rating": 5}
+    assert await owner.post(R, review) == rule(400, "only paid bookings can be reviewed")
+    assert await runner.post(R, {**review, "reviewee_id": owner.user["id"],
+                                 "reviewee_type": "owner"}) == rule(
+        400, "only paid bookings can be reviewed")

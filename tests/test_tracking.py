@@ -398,6 +398,8 @@ async def test_api_journey_tracks_and_completes(platform: Platform, new_client, 
         pt["timestamp"] for pt in points]
     await wait_until(lambda: _eq(waypoint_count(platform, booking_id), len(points)), 30,
                      what="waypoints")
+    # The owner pays into escrow (no pickup of an unpaid pet); deliver ends the trip.
+    assert (await owner.post("/api/v1/payments/initiate", {"booking_id": booking_id}))[0] == 201
     assert (await runner.post(f"{B}/{booking_id}/pickup"))[0] == 200
     assert (await runner.post(f"{B}/{booking_id}/deliver"))[0] == 200
     done = await platform.wait_event("tracking.events", "tracking.completed",

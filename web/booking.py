@@ -6,7 +6,7 @@ one transaction; events go through the outbox).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -16,10 +16,12 @@ from aiohttp import web
 from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
+from core.config import settings
 from core.db import Connection, Row, db
 from core.security import Principal
 from domain import booking as rules
 from stores import booking as store
+from stores import payment as payment_store
 from stores import runner as runner_store
 from web import tracking as tracking_views
 from web.http import (
@@ -104,6 +106,15 @@ class CancelBookingRequest(Strict):
     reason: str = Field("", max_length=500)
 
 
+class DisputeRequest(Strict):
+    reason: Annotated[str, Field(max_length=1000), AfterValidator(_required)]
+
+
+class ResolveDisputeRequest(Strict):
+    outcome: Annotated[str, AfterValidator(_required)]
+    note: str = Field("", max_length=1000)
+
+
 class PhotoRequest(Strict):
     photo_type: ReqStr
     photo_url: Annotated[str, Field(max_length=2000), AfterValidator(_required)]
@@ -176,7 +187,21 @@ def booking_dto(b: Row) -> dict[str, Any]:
     for key in ("cancel_note", "notes"):
         if b.get(key):
             dto[key] = b[key]
+    if b.get("disputed_at") is not None:
+        dto["dispute"] = dispute_dto(b)
     dto.update(version=b["version"], created_at=b["created_at"], updated_at=b["updated_at"])
+    return dto
+
+
+def dispute_dto(b: Row) -> dict[str, Any]:
+    """The owner's dispute of a delivery (not in the original contract; present only on a
+    disputed booking, whose status stays `delivered` while the dispute is open)."""
+    dto: dict[str, Any] = {"status": "resolved" if b.get("dispute_resolved_at") else "open",
+                           "reason": b["dispute_reason"], "opened_at": b["disputed_at"]}
+    if b.get("dispute_resolved_at") is not None:
+        dto.update(outcome=b["dispute_outcome"], resolved_at=b["dispute_resolved_at"])
+        if b.get("dispute_note"):
+            dto["note"] = b["dispute_note"]
     return dto
 
 
@@ -213,6 +238,17 @@ def domain_errors() -> Iterator[None]:
         raise conflict("booking was modified by another transaction") from None
     except rules.BookingRuleError as exc:
         raise validation_error(str(exc)) from None
+    except rules.Disputed:
+        raise conflict_detail("booking is under dispute",
+                              "the escrow is frozen until an admin resolves the dispute") from None
+    except rules.DisputeRefused as exc:
+        raise ApiError(422, str(exc), "") from None
+    except rules.NotPaid as exc:
+        raise ApiError(422, str(exc), exc.detail) from None
+
+
+def conflict_detail(error: str, detail: str) -> ApiError:
+    return ApiError(409, error, detail)
 
 
 async def load_booking(conn: Connection, booking_id: str) -> Row:
@@ -227,20 +263,35 @@ def _now() -> datetime:
 
 
 Decide = Callable[[Row, Principal], rules.Transition]
+Guard = Callable[[Connection, Row], Awaitable[None]]
 
 
 async def _transition(request: web.Request, action: str, roles: tuple[str, ...],
-                      decide: Decide) -> web.Response:
-    """Load → authorise → decide → commit (row, history, events) in one transaction."""
+                      decide: Decide, guard: Guard | None = None) -> web.Response:
+    """Load → authorise → decide → (guard) → commit (row, history, events) in one
+    transaction."""
     principal = require_role(request, *roles)
     booking_id = path_uuid(request, "id", INVALID_ID)
     with domain_errors():
         async with db.transaction() as conn:
             booking = await load_booking(conn, booking_id)
             rules.check_actor(action, booking, principal.user_id, principal.role)
-            row = await store.commit_transition(conn, booking, decide(booking, principal),
-                                                principal.user_id)
+            change = decide(booking, principal)
+            if guard is not None:
+                await guard(conn, booking)
+            row = await store.commit_transition(conn, booking, change, principal.user_id)
     return ok(booking_dto(row))
+
+
+async def _escrow_held(conn: Connection, booking: Row) -> None:
+    """No pickup of an unpaid pet. The payment row is locked so that a concurrent admin refund
+    cannot slip in between this check and the pickup."""
+    payment = await payment_store.get_payment_by_booking(conn, booking["id"], for_update=True)
+    rules.check_pickup_paid(payment["escrow_status"] if payment else None)
+
+
+def _window_h() -> float:
+    return settings().auto_confirm_hours
 
 
 async def _create(conn: Connection, owner_id: str, pet_spec: dict[str, Any],
@@ -329,20 +380,36 @@ async def accept_booking(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/bookings/{id}/pickup")
 async def pickup_booking(request: web.Request) -> web.Response:
+    """accepted → in_progress; 422 `escrow not held` unless the owner's payment is held."""
     return await _transition(request, "pickup", ("runner",),
-                             lambda b, p: rules.pickup(b, _now()))
+                             lambda b, p: rules.pickup(b, _now()), _escrow_held)
 
 
 @routes.post("/api/v1/bookings/{id}/deliver")
 async def deliver_booking(request: web.Request) -> web.Response:
+    """in_progress → delivered; the escrow stays held until the owner confirms."""
     return await _transition(request, "deliver", ("runner",),
                              lambda b, p: rules.deliver(b, _now()))
 
 
 @routes.post("/api/v1/bookings/{id}/confirm")
 async def confirm_booking(request: web.Request) -> web.Response:
+    """delivered → completed by the booking's owner, which releases the escrow to the runner."""
     return await _transition(request, "confirm", ("owner",),
-                             lambda b, p: rules.complete(b, "confirmed by owner"))
+                             lambda b, p: rules.complete(b, rules.BY_OWNER))
+
+
+@routes.post("/api/v1/bookings/{id}/dispute")
+async def dispute_booking(request: web.Request) -> web.Response:
+    """The booking's owner disputes a delivery within the confirmation window.
+
+    The escrow stays frozen (no auto-confirm, no release) until an admin resolves it."""
+    require_role(request, "owner")
+    path_uuid(request, "id", INVALID_ID)
+    body = await parse_body(request, DisputeRequest)
+    reason = body.reason.strip()
+    return await _transition(request, "dispute", ("owner",),
+                             lambda b, p: rules.dispute(b, reason, _now(), _window_h()))
 
 
 @routes.post("/api/v1/bookings/{id}/cancel")
@@ -437,6 +504,24 @@ async def admin_list(request: web.Request) -> web.Response:
     async with db.connect() as conn:
         rows, total = await store.list_bookings(conn, statuses=statuses, page=page, limit=limit)
     return paginated([booking_dto(r) for r in rows], total, page, limit)
+
+
+@routes.post("/api/v1/admin/bookings/{id}/resolve")
+async def resolve_dispute(request: web.Request) -> web.Response:
+    """An admin resolves an open dispute (outcome release or refund).
+
+    `release` pays the runner (booking completed), `refund` gives the owner their money back
+    (booking cancelled)."""
+    require_role(request, "admin")
+    path_uuid(request, "id", INVALID_ID)
+    body = await parse_body(request, ResolveDisputeRequest)
+    outcome = body.outcome.strip().lower()
+    if outcome not in rules.DISPUTE_OUTCOMES:
+        raise validation_error("outcome must be one of: " + ", ".join(rules.DISPUTE_OUTCOMES))
+    note = body.note.strip()
+    return await _transition(
+        request, "resolve", ("admin",),
+        lambda b, p: rules.resolve_dispute(b, outcome, note, p.user_id, _now()))
 
 
 @routes.get("/api/v1/admin/stats/bookings")

@@ -19,6 +19,7 @@ from sqlalchemy import func
 
 from core.config import settings
 from core.db import Connection, DatabaseUnavailable, Row, db
+from core.outbox import emit
 from core.security import Principal
 from core.stripe import PaymentIntent, StripeError, stripe
 from domain.payment import (
@@ -26,10 +27,13 @@ from domain.payment import (
     HELD,
     PAYABLE_BOOKING_STATUSES,
     PLANS,
+    RELEASED,
+    SUBSCRIPTION_KIND,
     InvalidTransition,
     can_move,
     cash_out_allowed,
     cash_out_eta_minutes,
+    check_charge,
     check_move,
     check_promo,
     new_promo_problem,
@@ -37,8 +41,10 @@ from domain.payment import (
     price_payment,
     split_amount,
 )
+from models import events as ev
 from stores import payment as store
 from stores.booking import get_booking, is_participant
+from streams.payment import SOURCE as PAYMENT_SOURCE
 from streams.payment import emit_failed, emit_payment, refund_escrow, saga_failure
 from web.http import (
     ApiError,
@@ -218,7 +224,8 @@ async def _visible_payment(conn: Connection, payment: Row | None, principal: Pri
 
 @routes.get("/api/v1/payments")
 async def list_my_payments(request: web.Request) -> web.Response:
-    """Owners: their payments; runners: their released payouts (earnings); admins: all."""
+    """Owners: their payments; runners: their released payouts (earnings); admins: all.
+    Everyone also sees the charges of their own subscriptions."""
     principal = require_role(request, *ANY_ROLE)
     page, limit = page_params(request)
     async with db.connect() as conn:
@@ -228,11 +235,13 @@ async def list_my_payments(request: web.Request) -> web.Response:
         elif principal.role == "runner":
             rows, total = await store.list_payments(conn, page=page, limit=limit,
                                                     runner_id=principal.user_id,
-                                                    status="released")
+                                                    status="released",
+                                                    subscriber_id=principal.user_id)
         elif principal.role == "admin":
             rows, total = await store.list_payments(conn, page=page, limit=limit)
-        else:
-            rows, total = [], 0
+        else:  # shops: only their own subscription charges
+            rows, total = await store.list_payments(conn, page=page, limit=limit,
+                                                    subscriber_id=principal.user_id)
     return paginated([store.payment_dto(r) for r in rows], total, page, limit)
 
 
@@ -403,13 +412,14 @@ def _no_subscription() -> ApiError:
     return ApiError(404, "subscription not found", "you have no active subscription")
 
 
-@routes.post("/api/v1/subscriptions")
-async def subscribe(request: web.Request) -> web.Response:
-    principal = require_role(request, *ANY_ROLE)
-    body = await parse_body(request, SubscribeRequest)
-    plan = PLANS.get(body.plan.strip().lower())
-    if plan is None:
-        raise validation_error(f"invalid plan: {body.plan}")
+def payment_failed(detail: str) -> ApiError:
+    return ApiError(402, "payment failed", detail)
+
+
+async def _start_subscription(principal: Principal, plan: dict[str, Any]) -> tuple[Row, Row | None]:
+    """Step 1, one transaction: either reactivate a cancelled subscription of the same plan whose
+    paid period is still running (no charge, same expiry), or record a `pending` subscription
+    and its `pending` payment. Returns (subscription, payment to charge or None)."""
     now = datetime.now(UTC)
     async with db.transaction() as conn:
         await _lock_user_subscriptions(conn, principal.user_id)
@@ -417,10 +427,89 @@ async def subscribe(request: web.Request) -> web.Response:
         current = await store.active_subscription(conn, principal.user_id)
         if current is not None:
             raise conflict(f"you already have an active {current['plan']} subscription")
-        row = await store.insert_subscription(
+        if await store.pending_subscription(conn, principal.user_id) is not None:
+            raise conflict("a subscription payment is already in progress")
+        paid = await store.paid_cancelled_subscription(conn, principal.user_id, plan["plan"],
+                                                       for_update=True)
+        if paid is not None:
+            row = await store.set_subscription_status(conn, paid["id"], "active",
+                                                      auto_renew=True)
+            return row or paid, None
+        sub = await store.insert_subscription(
             conn, user_id=principal.user_id, plan=plan["plan"], price_cents=plan["price_cents"],
             discount_percent=plan["discount_percent"], started_at=now,
-            expires_at=now + timedelta(days=plan["duration_days"]))
+            expires_at=now + timedelta(days=plan["duration_days"]), status="pending")
+        payment = await store.insert_payment(
+            conn, kind=SUBSCRIPTION_KIND, subscription_id=sub["id"], booking_id=None,
+            owner_id=principal.user_id, amount_cents=plan["price_cents"],
+            platform_fee_cents=plan["price_cents"], runner_payout_cents=0, currency="MYR",
+            booking_amount_cents=plan["price_cents"],
+            customer_email=(principal.email or "")[:255])
+        return sub, payment
+
+
+async def _settle_subscription(sub: Row, payment: Row, intent: PaymentIntent | None,
+                               failure: str | None) -> Row:
+    """Step 3, one transaction: charged → payment released + subscription active (its period
+    starts now) + `payment.subscription_charged`; refused → payment failed + subscription
+    failed (never active) + `payment.subscription_failed`."""
+    async with db.transaction() as conn:
+        current = await store.subscription_payment(conn, sub["id"], for_update=True)
+        if current is None:
+            raise RuntimeError("subscription payment disappeared")
+        check_charge(current["escrow_status"])
+        event = {"payment_id": str(current["id"]), "subscription_id": str(sub["id"]),
+                 "owner_id": str(sub["user_id"]), "plan": sub["plan"],
+                 "amount_cents": current["amount_cents"], "currency": current["currency"]}
+        if failure is not None:
+            await store.update_payment(conn, current, escrow_status=FAILED, refund_reason=failure)
+            await store.set_subscription_status(conn, sub["id"], "failed", auto_renew=False)
+            await emit(conn, ev.PAYMENT_EVENTS, str(sub["user_id"]), PAYMENT_SOURCE,
+                       "payment.subscription_failed", {**event, "reason": failure})
+            return sub
+        assert intent is not None
+        now = datetime.now(UTC)
+        await store.update_payment(conn, current, escrow_status=RELEASED,
+                                   stripe_payment_id=intent.id, escrow_released_at=func.now())
+        active = await store.set_subscription_status(
+            conn, sub["id"], "active", started_at=now,
+            expires_at=now + timedelta(days=PLANS[sub["plan"]]["duration_days"]))
+        await emit(conn, ev.PAYMENT_EVENTS, str(sub["user_id"]), PAYMENT_SOURCE,
+                   "payment.subscription_charged", {**event, "stripe_payment_id": intent.id})
+        return active or sub
+
+
+@routes.post("/api/v1/subscriptions")
+async def subscribe(request: web.Request) -> web.Response:
+    """Subscribe: the plan's price is charged through the payment adapter before it is active.
+
+    A refused charge leaves it inactive (402); re-subscribing to a plan cancelled within its
+    paid period reactivates it until its original expiry without a second charge."""
+    principal = require_role(request, *ANY_ROLE)
+    body = await parse_body(request, SubscribeRequest)
+    plan = PLANS.get(body.plan.strip().lower())
+    if plan is None:
+        raise validation_error(f"invalid plan: {body.plan}")
+    sub, payment = await _start_subscription(principal, plan)
+    if payment is None:
+        return created(store.subscription_dto(sub))
+    intent: PaymentIntent | None = None
+    failure: str | None = None
+    declined = False
+    try:
+        intent = await stripe().charge(
+            payment["amount_cents"], payment["currency"],
+            {"subscription_id": str(sub["id"]), "user_id": principal.user_id},
+            f"subscription-{payment['id']}")
+        if intent.status != "succeeded":
+            failure = f"payment intent {intent.id} is '{intent.status}', expected 'succeeded'"
+    except StripeError as exc:
+        failure, declined = str(exc), exc.declined
+    row = await _settle_subscription(sub, payment, intent, failure)
+    if failure is not None:
+        if declined:
+            raise payment_failed(f"the subscription was not activated: {failure}")
+        raise provider_unavailable(f"the subscription was not activated: {failure}")
     return created(store.subscription_dto(row))
 
 

@@ -1,7 +1,7 @@
 """HTTP views of the review domain (reference §2.7).
 
-Fixed against the reference: rule violations are 4xx (not 500), reviews need a completed booking
-the caller took part in, and the reviewee must be the other party (or a shop). See
+Fixed against the reference: rule violations are 4xx (not 500), reviews need a completed, paid
+booking the caller took part in, and the reviewee must be the other party (or a shop). See
 docs/reviews.md.
 """
 
@@ -18,6 +18,7 @@ from core.outbox import emit
 from domain import review as rules
 from models import events as ev
 from stores import booking as booking_store
+from stores import payment as payment_store
 from stores import review as store
 from stores import runner as runner_store
 from web.http import (
@@ -68,7 +69,8 @@ async def create_review(request: web.Request) -> web.Response:
         if booking is None:
             raise not_found("Booking", booking_id)
         try:
-            rules.check_review(booking, user.user_id, reviewee_id, body.reviewee_type)
+            rules.check_review(booking, user.user_id, reviewee_id, body.reviewee_type,
+                               paid=await payment_store.booking_paid(conn, booking_id))
         except rules.ReviewRejected as exc:
             raise ApiError(exc.status, exc.message, "") from None
         if body.reviewee_type == "shop" and await runner_store.get_shop(conn, reviewee_id) is None:
