@@ -63,7 +63,7 @@ kafka_up() {
     -Dlog4j.configuration="file:$ROOT/scripts/kafka/log4j.properties" \
     kafka.Kafka "$props" >"$KAFKA_LOG" 2>&1 &
   echo $! >"$KAFKA_PID"
-  wait_port "$KAFKA_PORT" 90 Kafka || { tail -n 40 "$KAFKA_LOG" >&2; return 1; }
+  wait_port "$KAFKA_PORT" 240 Kafka || { tail -n 40 "$KAFKA_LOG" >&2; return 1; }
   log "Kafka is up (log: $KAFKA_LOG)"
 }
 

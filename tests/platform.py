@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -132,6 +133,35 @@ class Platform:
         with conn.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
         conn.close()
+        self.delete_topics()
+
+    def delete_topics(self) -> None:
+        """Delete this deployment's topics (its prefix and its app id's internal topics): a
+        broker holding the partitions of every past test run restarts slowly. Runs in a thread
+        of its own, as teardown may be inside a running event loop."""
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        own = (self.topic_prefix, f"kilat-{self.ident}-")
+
+        async def delete() -> None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA, request_timeout_ms=15000)
+            await admin.start()
+            try:
+                names = [t for t in await admin.list_topics() if t.startswith(own)]
+                if names:
+                    await admin.delete_topics(names, timeout_ms=15000)
+            finally:
+                await admin.close()
+
+        def run() -> None:
+            try:
+                asyncio.run(delete())
+            except Exception:  # the broker may be down after a fault test: nothing to clean
+                pass
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        worker.join(30)
 
     def sql(self, query: str, params: Any = None) -> list[dict[str, Any]]:
         """Run SQL against this platform's database (for asserting rows)."""
