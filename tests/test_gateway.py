@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import time
 import uuid
@@ -22,7 +23,7 @@ from aiohttp import WSMsgType, web
 from yarl import URL
 
 from gateway.routes import PREFIXES, UPSTREAM_NAMES
-from tests.platform import JWT_SECRET, ROOT, VENV_BIN, Proc, free_port, wait_until
+from tests.platform import JWT_SECRET, ROOT, VENV_BIN, Fatal, Proc, free_port, wait_until
 
 
 class Upstream:
@@ -387,3 +388,176 @@ def test_production_gateway_refuses_to_start_without_a_jwt_secret(tmp_path):
                             capture_output=True, timeout=60)
     assert result.returncode != 0
     assert b"JWT_SECRET must be set when KILAT_ENV=production" in result.stderr
+
+
+# ---------------------------------------------------------------- a worker dies or freezes
+
+class Traffic:
+    """Clients sending GETs through the gateway without pause, recording every answer."""
+
+    def __init__(self, http: aiohttp.ClientSession, url: str, token: str, clients: int = 3):
+        self.http, self.url, self.token = http, url, token
+        self.answers: list[tuple[float, float, int]] = []  # (sent, answered, status)
+        self.tasks = [asyncio.create_task(self._client()) for _ in range(clients)]
+
+    async def _client(self) -> None:
+        while True:
+            sent = time.monotonic()
+            try:
+                async with self.http.get(self.url, headers={
+                        "Authorization": f"Bearer {self.token}"}) as resp:
+                    await resp.read()
+                    status = resp.status
+            except aiohttp.ClientError:
+                status = 0
+            self.answers.append((sent, time.monotonic(), status))
+            await asyncio.sleep(0.005)  # pacing, so the workers keep some CPU for Kafka
+
+    def since(self, t: float) -> list[tuple[float, float, int]]:
+        return [a for a in self.answers if a[0] >= t]
+
+    async def answered_since(self, t: float, n: int) -> None:
+        async def enough() -> bool:
+            return len(self.since(t)) >= n
+        await wait_until(enough, 60, 0.1, f"{n} answers")
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def served(http: aiohttp.ClientSession, worker: Proc, route: str) -> float:
+    """How many requests of `route` the worker answered (its own /metrics, asked directly)."""
+    async with http.get(worker.url + "/metrics", timeout=aiohttp.ClientTimeout(total=2)) as r:
+        text = await r.text()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("kilat_http_request_duration_seconds_count{")
+               and f'route="{route}"' in line)
+
+
+async def websockets_on(http: aiohttp.ClientSession, worker: Proc) -> float:
+    async with http.get(worker.url + "/metrics", timeout=aiohttp.ClientTimeout(total=2)) as r:
+        text = await r.text()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("kilat_websocket_connections "))
+
+
+def logged(proc: Proc, needle: str, times: int = 1) -> bool:
+    return proc.log_path.read_text(errors="replace").count(needle) >= times
+
+
+async def open_tracking_socket(http, base: str, booking_id: str, token: str):
+    """A tracking WebSocket through the gateway. Refusals by a worker (503 while its tables
+    recover after a rebalance) are waited out; a refusal by the gateway itself (502/504: it
+    sent the upgrade to a worker that is down) fails at once."""
+    url = base.replace("http", "ws", 1) + f"/ws/tracking/{booking_id}?token={token}"
+
+    async def opened():
+        try:
+            return await http.ws_connect(url)
+        except aiohttp.WSServerHandshakeError as exc:
+            if exc.status in (502, 504):
+                raise Fatal(f"gateway answered {exc.status} to an upgrade") from None
+            return None
+    return await wait_until(opened, 60, 0.3, "tracking WebSocket open")
+
+
+async def test_gateway_routes_around_a_killed_and_a_frozen_worker(fresh_platform, http):
+    """Two workers behind the gateway. One is killed (-9), restarted, then frozen (SIGSTOP)
+    and woken (SIGCONT) while clients keep sending requests: no request fails after the first
+    failure (the GETs in flight are retried on the other worker), WebSocket upgrades go to the
+    live worker, and the worker is taken back once it answers again."""
+    from tests.test_tracking import insert_booking, user
+
+    p = fresh_platform
+    w1, w2 = p.start_worker("w1"), p.start_worker("w2")
+    await p.wait_ready(w1)
+    await p.wait_ready(w2)
+    gw = p.start_gateway(RATE_LIMIT_PER_MIN="1000000", GATEWAY_TIMEOUT_S="2")
+    await p.wait_ready(gw, "/health")
+    owner = user("owner")
+    booking_id = insert_booking(p, owner, user("runner"))
+    route = "/api/v1/petshops"
+    figures: dict[str, float] = {}
+
+    traffic = Traffic(http, gw.url + route, owner.token)
+    try:
+        # Both workers serve (round robin).
+        await wait_until(lambda: _both(http, w1, w2, route), 60, 0.2, "both workers serving")
+
+        # ---- kill -9: connections are refused at once
+        killed_at = time.monotonic()
+        os.killpg(w2.popen.pid, signal.SIGKILL)
+        w2.popen.wait(10)
+        await wait_until(lambda: _async(logged(gw, f"upstream {w2.url} ejected")), 30,
+                         0.05, "killed worker ejected")
+        figures["kill_eject_s"] = time.monotonic() - killed_at
+        await traffic.answered_since(killed_at, 200)
+        after_kill = traffic.since(killed_at)
+        failed = [a for a in after_kill if a[2] != 200]
+        assert len(failed) <= 1, failed[:5]
+        figures["kill_requests"], figures["kill_failures"] = len(after_kill), len(failed)
+
+        # WebSocket upgrades reach the live worker only.
+        sockets = [await open_tracking_socket(http, gw.url, booking_id, owner.token)
+                   for _ in range(3)]
+        await wait_until(lambda: _equals(websockets_on(http, w1), 3), 10, 0.1, "3 sockets on w1")
+        for ws in sockets:
+            await ws.close()
+
+        # The worker comes back on its address and is taken back.
+        w2 = p.start_worker("w2b", port=w2.port)
+        await p.wait_ready(w2)
+        back_at = time.monotonic()
+        await wait_until(lambda: served(http, w2, route), 60, 0.1, "restarted worker served")
+        figures["kill_readmit_s"] = time.monotonic() - back_at
+
+        # ---- SIGSTOP: connections open, nothing answers (GATEWAY_TIMEOUT_S = 2 s)
+        before = await served(http, w2, route)
+        frozen_at = time.monotonic()
+        os.killpg(w2.popen.pid, signal.SIGSTOP)
+        try:
+            await wait_until(lambda: _async(logged(gw, f"upstream {w2.url} ejected", 2)),
+                             30, 0.05, "frozen worker ejected")
+            figures["freeze_eject_s"] = time.monotonic() - frozen_at
+            await traffic.answered_since(frozen_at, 200)
+            after_freeze = traffic.since(frozen_at)
+            failed = [a for a in after_freeze if a[2] != 200]
+            assert len(failed) <= 1, failed[:5]
+            figures["freeze_requests"], figures["freeze_failures"] = (
+                len(after_freeze), len(failed))
+            figures["freeze_slowest_s"] = max(a[1] - a[0] for a in after_freeze)
+            # Ejected: after the first few seconds, no answer waits for the timeout.
+            settled = [a for a in after_freeze if a[0] > frozen_at + figures["freeze_eject_s"]]
+            assert settled and max(a[1] - a[0] for a in settled) < 2, "still sent to frozen"
+            ws = await asyncio.wait_for(
+                open_tracking_socket(http, gw.url, booking_id, owner.token), 10)
+            await wait_until(lambda: _equals(websockets_on(http, w1), 1), 10, 0.1,
+                             "the socket on w1")
+            await ws.close()
+        finally:
+            woken_at = time.monotonic()
+            os.killpg(w2.popen.pid, signal.SIGCONT)
+        await wait_until(lambda: _more(http, w2, route, before), 60, 0.1, "woken worker served")
+        figures["freeze_readmit_s"] = time.monotonic() - woken_at
+    finally:
+        await traffic.stop()
+    print("gateway failover figures:", {k: round(v, 3) for k, v in figures.items()})
+
+
+async def _async(value):
+    return value
+
+
+async def _equals(awaitable, expected) -> bool:
+    return await awaitable == expected
+
+
+async def _both(http, w1: Proc, w2: Proc, route: str) -> bool:
+    return await served(http, w1, route) > 0 and await served(http, w2, route) > 0
+
+
+async def _more(http, worker: Proc, route: str, before: float) -> bool:
+    # The queued requests it answers on waking count too: wait for more than those.
+    return await served(http, worker, route) > before + 10
