@@ -179,6 +179,19 @@ def start_nginx(tmp: Path, up_port: int) -> tuple[subprocess.Popen | None, int]:
     return popen, port
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children processes (nginx's workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return total
+    return total + sum(cpu_seconds(int(c)) for c in children)
+
+
 def bearer_token() -> str:
     import jwt
 
@@ -197,6 +210,9 @@ async def main() -> None:
     parser.add_argument("--profile", metavar="FILE",
                         help="record the gateway row with py-spy into FILE (.svg or .txt)")
     parser.add_argument("--no-nginx", action="store_true", help="skip the nginx row")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every row this many times, interleaved; the best round "
+                             "of each row counts (a shared machine only ever slows a row down)")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="kilat-gwbench-"))
@@ -218,33 +234,41 @@ async def main() -> None:
     headers = {"Origin": ORIGIN}
     if args.token:
         headers["Authorization"] = "Bearer " + bearer_token()
-    targets = [("direct", up_port)]
+    targets = [("direct", up_port, upstream.pid)]
     if nginx is not None:
-        targets.append(("nginx", nginx_port))
-    targets.append(("gateway", gw_port))
+        targets.append(("nginx", nginx_port, nginx.pid))
+    targets.append(("gateway", gw_port, gateway.pid))
     try:
-        for _, port in targets:
+        for _, port, _ in targets:
             await wait_up(port, path)
             await load(port, path, 500, args.concurrency, headers)  # warm-up
         results: dict[str, dict[str, float]] = {}
-        for name, port in targets:
-            spy = None
-            if args.profile and name == "gateway":
-                spy = subprocess.Popen([str(VENV_BIN / "py-spy"), "record", "-p",
-                                        str(gateway.pid), "-o", args.profile, "-r", "250",
-                                        "-f", "raw" if args.profile.endswith(".txt")
-                                        else "flamegraph"],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                await asyncio.sleep(1.0)
-            elapsed, lat = await load(port, path, args.requests, args.concurrency, headers)
-            if spy is not None:
-                spy.send_signal(2)
-                spy.wait(30)
-            results[name] = {"rps": round(args.requests / elapsed, 1),
-                             "p50_ms": round(pct(lat, 50), 3), "p99_ms": round(pct(lat, 99), 3)}
-            r = results[name]
+        for _ in range(max(1, args.rounds)):
+            for name, port, pid in targets:
+                spy = None
+                if args.profile and name == "gateway":
+                    spy = subprocess.Popen(
+                        [str(VENV_BIN / "py-spy"), "record", "-p", str(pid), "-o", args.profile,
+                         "-r", "250", "-f", "raw" if args.profile.endswith(".txt")
+                         else "flamegraph"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    await asyncio.sleep(1.0)
+                cpu_before = cpu_seconds(pid)
+                elapsed, lat = await load(port, path, args.requests, args.concurrency, headers)
+                cpu = cpu_seconds(pid) - cpu_before
+                if spy is not None:
+                    spy.send_signal(2)
+                    spy.wait(30)
+                row = {"rps": round(args.requests / elapsed, 1),
+                       "p50_ms": round(pct(lat, 50), 3), "p99_ms": round(pct(lat, 99), 3),
+                       # CPU of the process answering (the upstream for direct, the proxy
+                       # otherwise) per request: what the proxy costs, whatever else runs.
+                       "cpu_us_per_request": round(cpu / args.requests * 1e6, 1)}
+                if name not in results or row["rps"] > results[name]["rps"]:
+                    results[name] = row
+        for name, r in results.items():
             print(f"{name:8s} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms"
-                  f"  p99 {r['p99_ms']:6.2f} ms")
+                  f"  p99 {r['p99_ms']:6.2f} ms  cpu {r['cpu_us_per_request']:6.1f} us/req")
         d = results["direct"]
         ratios = {}
         for name in results:
@@ -261,6 +285,7 @@ async def main() -> None:
             print("nginx    skipped (not installed)")
         print(json.dumps({
             "bench": "gateway", "cores": os.cpu_count(), "requests": args.requests,
+            "rounds": args.rounds,
             "concurrency": args.concurrency, "token": args.token,
             "nginx": nginx is not None, "rows": results, "ratios": ratios,
             "access_log_lines": sum(1 for _ in (tmp / "gateway.log").open("rb")),

@@ -443,8 +443,14 @@ async def websockets_on(http: aiohttp.ClientSession, worker: Proc) -> float:
                if line.startswith("kilat_websocket_connections "))
 
 
-def logged(proc: Proc, needle: str, times: int = 1) -> bool:
-    return proc.log_path.read_text(errors="replace").count(needle) >= times
+def ejected_at(gateway: Proc, worker: Proc, nth: int) -> float:
+    """When the gateway logged ejecting the worker for the `nth` time (a figure, not a check)."""
+    from datetime import datetime
+
+    lines = [line for line in gateway.log_path.read_text(errors="replace").splitlines()
+             if f"upstream {worker.url} ejected" in line]
+    stamp = lines[nth - 1][:23]  # "%Y-%m-%d %H:%M:%S,mmm", local time
+    return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
 async def open_tracking_socket(http, base: str, booking_id: str, token: str):
@@ -487,17 +493,15 @@ async def test_gateway_routes_around_a_killed_and_a_frozen_worker(fresh_platform
         await wait_until(lambda: _both(http, w1, w2, route), 60, 0.2, "both workers serving")
 
         # ---- kill -9: connections are refused at once
-        killed_at = time.monotonic()
+        killed_at, killed_wall = time.monotonic(), time.time()
         os.killpg(w2.popen.pid, signal.SIGKILL)
         w2.popen.wait(10)
-        await wait_until(lambda: _async(logged(gw, f"upstream {w2.url} ejected")), 30,
-                         0.05, "killed worker ejected")
-        figures["kill_eject_s"] = time.monotonic() - killed_at
         await traffic.answered_since(killed_at, 200)
         after_kill = traffic.since(killed_at)
         failed = [a for a in after_kill if a[2] != 200]
         assert len(failed) <= 1, failed[:5]
         figures["kill_requests"], figures["kill_failures"] = len(after_kill), len(failed)
+        figures["kill_eject_s"] = ejected_at(gw, w2, 1) - killed_wall
 
         # WebSocket upgrades reach the live worker only.
         sockets = [await open_tracking_socket(http, gw.url, booking_id, owner.token)
@@ -506,31 +510,32 @@ async def test_gateway_routes_around_a_killed_and_a_frozen_worker(fresh_platform
         for ws in sockets:
             await ws.close()
 
-        # The worker comes back on its address and is taken back.
+        # The worker comes back on its address and is taken back (its /health answers before
+        # its /readiness: figures are from its start and from its readiness).
+        restarted_at = time.monotonic()
         w2 = p.start_worker("w2b", port=w2.port)
         await p.wait_ready(w2)
-        back_at = time.monotonic()
+        ready_at = time.monotonic()
         await wait_until(lambda: served(http, w2, route), 60, 0.1, "restarted worker served")
-        figures["kill_readmit_s"] = time.monotonic() - back_at
+        figures["restart_ready_s"] = ready_at - restarted_at
+        figures["restart_served_s"] = time.monotonic() - restarted_at
 
         # ---- SIGSTOP: connections open, nothing answers (GATEWAY_TIMEOUT_S = 2 s)
         before = await served(http, w2, route)
-        frozen_at = time.monotonic()
+        frozen_at, frozen_wall = time.monotonic(), time.time()
         os.killpg(w2.popen.pid, signal.SIGSTOP)
         try:
-            await wait_until(lambda: _async(logged(gw, f"upstream {w2.url} ejected", 2)),
-                             30, 0.05, "frozen worker ejected")
-            figures["freeze_eject_s"] = time.monotonic() - frozen_at
-            await traffic.answered_since(frozen_at, 200)
+            await traffic.answered_since(frozen_at + 3, 100)
             after_freeze = traffic.since(frozen_at)
             failed = [a for a in after_freeze if a[2] != 200]
             assert len(failed) <= 1, failed[:5]
             figures["freeze_requests"], figures["freeze_failures"] = (
                 len(after_freeze), len(failed))
             figures["freeze_slowest_s"] = max(a[1] - a[0] for a in after_freeze)
-            # Ejected: after the first few seconds, no answer waits for the timeout.
-            settled = [a for a in after_freeze if a[0] > frozen_at + figures["freeze_eject_s"]]
+            # Once the first timeout (2 s) ejected it, no request waits for the frozen worker.
+            settled = [a for a in after_freeze if a[0] > frozen_at + 3]
             assert settled and max(a[1] - a[0] for a in settled) < 2, "still sent to frozen"
+            figures["freeze_eject_s"] = ejected_at(gw, w2, 2) - frozen_wall
             ws = await asyncio.wait_for(
                 open_tracking_socket(http, gw.url, booking_id, owner.token), 10)
             await wait_until(lambda: _equals(websockets_on(http, w1), 1), 10, 0.1,
@@ -541,6 +546,10 @@ async def test_gateway_routes_around_a_killed_and_a_frozen_worker(fresh_platform
             os.killpg(w2.popen.pid, signal.SIGCONT)
         await wait_until(lambda: _more(http, w2, route, before), 60, 0.1, "woken worker served")
         figures["freeze_readmit_s"] = time.monotonic() - woken_at
+        # Over the whole run (kill, restart, freeze, wake): at most one failure per fault.
+        failed = [a for a in traffic.answers if a[2] != 200]
+        assert len(failed) <= 2, failed[:5]
+        figures["total_requests"], figures["total_failures"] = len(traffic.answers), len(failed)
     finally:
         await traffic.stop()
     print("gateway failover figures:", {k: round(v, 3) for k, v in figures.items()})
