@@ -45,6 +45,14 @@ from gateway.routes import (
     normalise,
     upstreams_from_env,
 )
+from gateway.upstream import (
+    Answer,
+    AnswerTimeout,
+    ConnectFailed,
+    ConnectionBroken,
+    LeanClient,
+    UpstreamError,
+)
 
 log = logging.getLogger("kilat.gateway")
 access_log = logging.getLogger("kilat.gateway.access")
@@ -79,6 +87,7 @@ LIMITER = web.AppKey("limiter", SlidingWindowLimiter)
 SETTINGS = web.AppKey("settings", dict)
 BALANCER = web.AppKey("balancer", Balancer)
 ACCESS_LOG = web.AppKey("access_log", AccessLog)
+LEAN = web.AppKey("lean", LeanClient)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -343,22 +352,27 @@ def _response_headers(src: CIMultiDict) -> CIMultiDict:
     return out
 
 
-def upstream_url(base: str, request: web.Request) -> URL:
-    """The upstream URL for the request: its normalised path encoded again (so the upstream
-    decodes exactly the path that was routed) and its query string as received."""
+def request_target(request: web.Request) -> str:
+    """The request target sent upstream: the normalised path encoded again (so the upstream
+    decodes exactly the path that was routed) and the query string as received."""
     query = request.rel_url.raw_query_string
-    target = base + encode_path(request.get("path", request.path)) + ("?" + query if query else "")
-    return URL(target, encoded=True)
+    return encode_path(request.get("path", request.path)) + ("?" + query if query else "")
+
+
+def upstream_url(base: str, request: web.Request) -> URL:
+    return URL(base + request_target(request), encoded=True)
 
 
 def failure_of(exc: BaseException) -> Failure | None:
     """How an exception of the upstream client counts for the balancer (None: not a transport
     failure of the worker)."""
-    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError
+                  | ConnectFailed):
         return Failure.CONNECT
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, TimeoutError | AnswerTimeout):
         return Failure.TIMEOUT
-    if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
+    if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError
+                  | ConnectionBroken):
         return Failure.RESET
     return None
 
@@ -385,20 +399,20 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         return await tunnel_websocket(request, upstream)
     app = request.app
     balancer = app[BALANCER]
-    session = app[SESSION]
-    timeout = app[SETTINGS]["client_timeout"]
     method = request.method
     headers = _forward_headers(request)
-    body = request.content if request.body_exists else None
+    # Bodiless requests (most of the traffic) take the lean client; bodies stream via aiohttp.
+    lean = not request.body_exists
     failure: Failure | None = None
     for base in balancer.order(upstream.urls):
         if failure is not None and failure is not Failure.CONNECT and not balancer.is_up(base):
             break  # after a possible delivery, only a worker known to be up gets a second try
         try:
-            upstream_resp = await session.request(
-                method, upstream_url(base, request), headers=headers, data=body,
-                allow_redirects=False, timeout=timeout)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            if lean:
+                response = await _lean_exchange(request, base, headers, name)
+            else:
+                response = await _aiohttp_exchange(request, base, headers, name)
+        except (aiohttp.ClientError, TimeoutError, UpstreamError) as exc:
             failure = failure_of(exc)
             if failure is None:
                 raise
@@ -408,53 +422,93 @@ async def proxy(request: web.Request) -> web.StreamResponse:
             if _retry(failure, method):
                 continue
             break
-        try:
-            response = await _relay(request, upstream_resp, name)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            # The body broke off before anything was sent to the client.
-            upstream_resp.release()
-            failure = failure_of(exc) or Failure.RESET
-            log.warning("upstream %s (%s) broke off an answer: %s", name, base, failure.value)
-            balancer.failed(base, failure)
-            if _retry(failure, method):
-                continue
-            break
         balancer.succeeded(base)
         return response
     return _give_up(name, failure)
 
 
+async def _lean_exchange(request: web.Request, base: str, headers: CIMultiDict,
+                         name: str) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    answer = await request.app[LEAN].request(
+        base, request.method, request_target(request), headers, settings["timeout"],
+        BUFFER_LIMIT)
+    try:
+        return await _relay_answer(request, answer, name)
+    except BaseException:
+        answer.abort()
+        raise
+
+
+async def _aiohttp_exchange(request: web.Request, base: str, headers: CIMultiDict,
+                            name: str) -> web.StreamResponse:
+    upstream_resp = await request.app[SESSION].request(
+        request.method, upstream_url(base, request), headers=headers, data=request.content,
+        allow_redirects=False, timeout=request.app[SETTINGS]["client_timeout"])
+    try:
+        return await _relay(request, upstream_resp, name)
+    finally:
+        upstream_resp.release()
+
+
+def _streamed(request: web.Request, status: int, reason: str,
+              headers: CIMultiDict) -> web.StreamResponse:
+    """A response whose headers are sent before the body is known: the edge's own headers
+    (request id, CORS) go on it here, since the middleware sees it already sent."""
+    response = web.StreamResponse(status=status, reason=reason,
+                                  headers=_response_headers(headers))
+    response.headers["X-Request-ID"] = request["request_id"]
+    origin = request.headers.get("Origin", "")
+    if origin in request.app[SETTINGS]["cors_origins"]:
+        _set_cors(response.headers, origin)
+    length = headers.get("Content-Length")
+    if length is not None and length.isdigit():
+        response.content_length = int(length)
+    return response
+
+
+async def _relay_answer(request: web.Request, answer: Answer, name: str) -> web.StreamResponse:
+    """The client's answer from the lean client's: a body read whole goes in one write;
+    anything else is streamed as it comes."""
+    status = answer.status
+    if answer.body is not None and request.method != "HEAD" and status not in (204, 304):
+        return web.Response(status=status, reason=answer.reason, body=answer.body,
+                            headers=_response_headers(answer.headers))
+    response = _streamed(request, status, answer.reason, answer.headers)
+    await response.prepare(request)
+    if answer.body is None:
+        try:
+            async for chunk in answer.stream():
+                await response.write(chunk)
+        except (UpstreamError, ConnectionResetError, ValueError):
+            log.warning("upstream %s broke off a response", name)
+            return response
+    await response.write_eof()
+    return response
+
+
 async def _relay(request: web.Request, upstream_resp: aiohttp.ClientResponse,
                  name: str) -> web.StreamResponse:
-    """The client's answer. A small answer of known size is read whole and returned unsent (one
-    write to the client, and the edge middleware adds its headers); anything else is streamed
-    as it comes. Raises the upstream client's errors only while nothing was sent."""
+    """The client's answer from aiohttp's. A small answer of known size is read whole and
+    returned unsent (one write to the client); anything else is streamed as it comes. Raises
+    the upstream client's errors only while nothing was sent."""
     status = upstream_resp.status
     length = upstream_resp.headers.get("Content-Length")
     if (length is not None and length.isdigit() and int(length) <= BUFFER_LIMIT
             and request.method != "HEAD" and status >= 200 and status not in (204, 304)):
-        async with upstream_resp:
-            data = await upstream_resp.read()
+        data = await upstream_resp.read()
         return web.Response(status=status, reason=upstream_resp.reason, body=data,
                             headers=_response_headers(upstream_resp.headers))
-    async with upstream_resp:
-        response = web.StreamResponse(status=status, reason=upstream_resp.reason,
-                                      headers=_response_headers(upstream_resp.headers))
-        response.headers["X-Request-ID"] = request["request_id"]
-        origin = request.headers.get("Origin", "")
-        if origin in request.app[SETTINGS]["cors_origins"]:
-            _set_cors(response.headers, origin)
-        if length is not None and length.isdigit():
-            response.content_length = int(length)
-        await response.prepare(request)
-        try:
-            async for chunk in upstream_resp.content.iter_chunked(64 * 1024):
-                await response.write(chunk)
-        except (TimeoutError, aiohttp.ClientError, ConnectionResetError):
-            log.warning("upstream %s broke off a response", name)
-            return response
-        await response.write_eof()
+    response = _streamed(request, status, upstream_resp.reason or "", upstream_resp.headers)
+    await response.prepare(request)
+    try:
+        async for chunk in upstream_resp.content.iter_chunked(64 * 1024):
+            await response.write(chunk)
+    except (TimeoutError, aiohttp.ClientError, ConnectionResetError):
+        log.warning("upstream %s broke off a response", name)
         return response
+    await response.write_eof()
+    return response
 
 
 async def tunnel_websocket(request: web.Request, upstream: Upstream) -> web.StreamResponse:
@@ -559,6 +613,7 @@ def create_app(env: dict[str, str] | None = None) -> web.Application:
         probe_timeout=min(2.0, timeout),
     )
     app[ACCESS_LOG] = AccessLog(access_log)
+    app[LEAN] = LeanClient(connect_timeout=5.0)
 
     async def open_session(app: web.Application) -> None:
         app[SESSION] = aiohttp.ClientSession(
@@ -570,6 +625,7 @@ def create_app(env: dict[str, str] | None = None) -> web.Application:
 
     async def close_session(app: web.Application) -> None:
         await app[BALANCER].close()
+        app[LEAN].close()
         await app[SESSION].close()
         await app[ACCESS_LOG].close()
 
