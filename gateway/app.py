@@ -34,7 +34,7 @@ from yarl import URL
 from core.config import Settings, environment, jwt_secret
 from core.headers import NO_STORE_PREFIX, came_over_https, edge_headers
 from gateway.accesslog import AccessLog
-from gateway.balancer import Balancer, Failure
+from gateway.balancer import Balancer, Failure, failover
 from gateway.ratelimit import SlidingWindowLimiter
 from gateway.routes import (
     BadPath,
@@ -47,9 +47,6 @@ from gateway.routes import (
 )
 from gateway.upstream import (
     Answer,
-    AnswerTimeout,
-    ConnectFailed,
-    ConnectionBroken,
     LeanClient,
     UpstreamError,
 )
@@ -73,10 +70,6 @@ OWN_ROUTES = ("/health", "/openapi.json")
 # Headers the edge decides on its own: an upstream's value is never passed on.
 EDGE_OWNED = ("server", "strict-transport-security")
 
-# Methods retried on another worker after a failure that may have reached the first one (a
-# timeout after sending, a connection broken mid-exchange): the safe ones, which change nothing
-# and carry no body. Every method is retried after a failure to connect (nothing was sent).
-RETRY_AFTER_DELIVERY = frozenset({"GET", "HEAD", "OPTIONS"})
 # Upstream answers up to this size are read whole and sent to the client in one write; larger
 # or unsized ones are streamed.
 BUFFER_LIMIT = 256 * 1024
@@ -96,9 +89,11 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 def client_ip(request: web.Request) -> str:
     """The client address; X-Forwarded-For is believed only from a trusted proxy."""
-    remote = request.remote or ""
-    trusted = request.app[SETTINGS]["trusted_proxies"]
-    forwarded = request.headers.get("X-Forwarded-For")
+    return client_address(request.remote or "", request.headers.get("X-Forwarded-For"),
+                          request.app[SETTINGS]["trusted_proxies"])
+
+
+def client_address(remote: str, forwarded: str | None, trusted: set[str]) -> str:
     if forwarded and remote in trusted:
         hops = [h.strip() for h in forwarded.split(",") if h.strip()]
         # Walk from the right, skipping our own trusted proxies.
@@ -126,6 +121,10 @@ def rate_key(request: web.Request) -> str:
         if user:
             return "user:" + user
     return "ip:" + client_ip(request)
+
+
+def bearer_of(authorization: str) -> str | None:
+    return authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
 
 
 class VerifiedTokens:
@@ -363,26 +362,6 @@ def upstream_url(base: str, request: web.Request) -> URL:
     return URL(base + request_target(request), encoded=True)
 
 
-def failure_of(exc: BaseException) -> Failure | None:
-    """How an exception of the upstream client counts for the balancer (None: not a transport
-    failure of the worker)."""
-    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError
-                  | ConnectFailed):
-        return Failure.CONNECT
-    if isinstance(exc, TimeoutError | AnswerTimeout):
-        return Failure.TIMEOUT
-    if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError
-                  | ConnectionBroken):
-        return Failure.RESET
-    return None
-
-
-def _retry(failure: Failure, method: str) -> bool:
-    """Whether a request that failed this way may be sent again to another worker: always when
-    nothing reached the first one, otherwise only for safe methods."""
-    return failure is Failure.CONNECT or method in RETRY_AFTER_DELIVERY
-
-
 def _give_up(name: str, failure: Failure | None) -> web.Response:
     log.warning("upstream %s: no worker answered (%s)", name, failure.value if failure else "-")
     if failure is Failure.TIMEOUT:
@@ -397,34 +376,13 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     upstream: Upstream = request.app[UPSTREAMS][name]
     if request.headers.get("Upgrade", "").lower() == "websocket":
         return await tunnel_websocket(request, upstream)
-    app = request.app
-    balancer = app[BALANCER]
-    method = request.method
     headers = _forward_headers(request)
     # Bodiless requests (most of the traffic) take the lean client; bodies stream via aiohttp.
-    lean = not request.body_exists
-    failure: Failure | None = None
-    for base in balancer.order(upstream.urls):
-        if failure is not None and failure is not Failure.CONNECT and not balancer.is_up(base):
-            break  # after a possible delivery, only a worker known to be up gets a second try
-        try:
-            if lean:
-                response = await _lean_exchange(request, base, headers, name)
-            else:
-                response = await _aiohttp_exchange(request, base, headers, name)
-        except (aiohttp.ClientError, TimeoutError, UpstreamError) as exc:
-            failure = failure_of(exc)
-            if failure is None:
-                raise
-            log.warning("upstream %s (%s) failed: %s: %s", name, base, failure.value,
-                        exc or type(exc).__name__)
-            balancer.failed(base, failure)
-            if _retry(failure, method):
-                continue
-            break
-        balancer.succeeded(base)
-        return response
-    return _give_up(name, failure)
+    exchange = _lean_exchange if not request.body_exists else _aiohttp_exchange
+    response, failure = await failover(
+        request.app[BALANCER], upstream, request.method,
+        lambda base: exchange(request, base, headers, name))
+    return response if response is not None else _give_up(name, failure)
 
 
 async def _lean_exchange(request: web.Request, base: str, headers: CIMultiDict,
@@ -520,27 +478,24 @@ async def tunnel_websocket(request: web.Request, upstream: Upstream) -> web.Stre
     balancer = app[BALANCER]
     headers = {k: v for k, v in _forward_headers(request).items()
                if k.lower() in ("authorization", "x-forwarded-for", "x-request-id", "origin")}
-    failure: Failure | None = None
-    for base in balancer.order(upstream.urls):
-        if failure is not None and failure is not Failure.CONNECT and not balancer.is_up(base):
-            break
+
+    async def attempt(base: str):
         target = upstream_url(base.replace("http", "ws", 1), request)
         try:
             async with asyncio.timeout(app[SETTINGS]["timeout"]):
-                upstream_ws = await session.ws_connect(target, headers=headers, autoping=True,
-                                                       heartbeat=30, max_msg_size=1 << 20)
+                return base, await session.ws_connect(target, headers=headers, autoping=True,
+                                                      heartbeat=30, max_msg_size=1 << 20)
         except aiohttp.WSServerHandshakeError as exc:
-            balancer.succeeded(base)
-            return await _replay_refusal(request, base, headers, exc)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            failure = failure_of(exc) or Failure.RESET
-            log.warning("upstream %s (%s) refused a WebSocket: %s", upstream.name, base,
-                        failure.value)
-            balancer.failed(base, failure)
-            continue
-        balancer.succeeded(base)
-        return await _pump(request, upstream_ws)
-    return _give_up(upstream.name, failure)
+            return base, exc  # the worker answered: a refusal, not a failure
+
+    # An upgrade is a GET: after a timeout it is tried on the next worker that is up.
+    result, failure = await failover(balancer, upstream, "GET", attempt)
+    if result is None:
+        return _give_up(upstream.name, failure)
+    base, upstream_ws = result
+    if isinstance(upstream_ws, aiohttp.WSServerHandshakeError):
+        return await _replay_refusal(request, base, headers, upstream_ws)
+    return await _pump(request, upstream_ws)
 
 
 async def _replay_refusal(request: web.Request, base: str, headers: dict[str, str],

@@ -21,13 +21,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TypeVar
 
 import aiohttp
 
+from gateway.upstream import AnswerTimeout, ConnectFailed, ConnectionBroken, UpstreamError
+
 log = logging.getLogger("kilat.gateway")
+T = TypeVar("T")
+
+# Methods retried on another worker after a failure that may have reached the first one (a
+# timeout after sending, a connection broken mid-exchange): the safe ones, which change nothing
+# and carry no body. Every method is retried after a failure to connect (nothing was sent).
+RETRY_AFTER_DELIVERY = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class Failure(Enum):
@@ -138,3 +147,49 @@ class Balancer:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def failure_of(exc: BaseException) -> Failure | None:
+    """How an exception of an upstream client counts (None: not a transport failure)."""
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError
+                  | ConnectFailed):
+        return Failure.CONNECT
+    if isinstance(exc, TimeoutError | AnswerTimeout):
+        return Failure.TIMEOUT
+    if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError
+                  | ConnectionBroken):
+        return Failure.RESET
+    return None
+
+
+def may_retry(failure: Failure, method: str) -> bool:
+    """Whether a request that failed this way may be sent again to another worker: always when
+    nothing reached the first one, otherwise only for safe methods."""
+    return failure is Failure.CONNECT or method in RETRY_AFTER_DELIVERY
+
+
+async def failover(balancer: Balancer, upstream, method: str,
+                   attempt: Callable[[str], Awaitable[T]]) -> tuple[T | None, Failure | None]:
+    """`attempt(worker URL)` on the workers of `upstream` in the balancer's order until one
+    answers: (its result, None), or (None, the last failure) when none did. After a failure
+    that may have reached a worker, only a safe method is tried again, and only on a worker
+    known to be up."""
+    failure: Failure | None = None
+    for base in balancer.order(upstream.urls):
+        if failure is not None and failure is not Failure.CONNECT and not balancer.is_up(base):
+            break
+        try:
+            result = await attempt(base)
+        except (aiohttp.ClientError, TimeoutError, UpstreamError) as exc:
+            failure = failure_of(exc)
+            if failure is None:
+                raise
+            log.warning("upstream %s (%s) failed: %s: %s", upstream.name, base, failure.value,
+                        exc or type(exc).__name__)
+            balancer.failed(base, failure)
+            if may_retry(failure, method):
+                continue
+            break
+        balancer.succeeded(base)
+        return result, None
+    return None, failure
