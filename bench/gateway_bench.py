@@ -283,6 +283,7 @@ async def main() -> None:
                   f"p99 {ratios[name]['p99_ratio']:.2f}x")
         if nginx is None:
             print("nginx    skipped (not installed)")
+        await asyncio.sleep(0.5)  # the gateway writes its access log in batches
         print(json.dumps({
             "bench": "gateway", "cores": os.cpu_count(), "requests": args.requests,
             "rounds": args.rounds,

@@ -38,27 +38,40 @@ class AccessLog:
         pending, self._pending = self._pending, []
         if not pending:
             return
-        records = []
-        for created, request_id, method, path, status, client, ms in pending:
-            message = json.dumps({"request_id": request_id, "method": method, "path": path,
-                                  "status": status, "client": client, "ms": round(ms, 2)})
-            record = self.logger.makeRecord(self.logger.name, logging.INFO, __file__, 0,
-                                            message, None, None)
-            record.created = created
-            record.msecs = (created - int(created)) * 1000
-            records.append(record)
+        messages = [(created, "{" + f'"request_id": {_js(request_id)}, "method": {_js(method)}, '
+                     f'"path": {_js(path)}, "status": {status}, "client": {_js(client)}, '
+                     f'"ms": {round(ms, 2)}' + "}")
+                    for created, request_id, method, path, status, client, ms in pending]
+        records = None
         for handler in _handlers(self.logger):
             if logging.INFO < handler.level:
                 continue
             if isinstance(handler, logging.StreamHandler) and not handler.filters:
                 # One write for the whole batch instead of one per line.
-                text = "".join(handler.format(r) + handler.terminator for r in records)
+                if _plain(handler.formatter):
+                    prefix = f" INFO {self.logger.name} "
+                    text = "".join(_asctime(c) + prefix + m + handler.terminator
+                                   for c, m in messages)
+                else:
+                    records = records or self._records(messages)
+                    text = "".join(handler.format(r) + handler.terminator for r in records)
                 with handler.lock:  # type: ignore[union-attr]
                     handler.stream.write(text)
                     handler.flush()
             else:
+                records = records or self._records(messages)
                 for r in records:
                     handler.handle(r)
+
+    def _records(self, messages: list[tuple[float, str]]) -> list[logging.LogRecord]:
+        records = []
+        for created, message in messages:
+            record = self.logger.makeRecord(self.logger.name, logging.INFO, __file__, 0,
+                                            message, None, None)
+            record.created = created
+            record.msecs = (created - int(created)) * 1000
+            records.append(record)
+        return records
 
     def start(self) -> None:
         if self.enabled and self._task is None:
@@ -75,6 +88,32 @@ class AccessLog:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         self.flush()
+
+
+PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"  # gateway.app.main's
+_second: list = [-1, ""]
+
+
+def _plain(formatter: logging.Formatter | None) -> bool:
+    """Whether lines in the gateway's own log format can be written without a LogRecord."""
+    return (type(formatter) is logging.Formatter and formatter._fmt == PLAIN_FORMAT  # noqa: SLF001
+            and formatter.datefmt is None and formatter.converter is time.localtime)
+
+
+def _asctime(created: float) -> str:
+    """`asctime` as logging.Formatter writes it by default, the date part once per second."""
+    second = int(created)
+    if second != _second[0]:
+        _second[0], _second[1] = second, time.strftime("%Y-%m-%d %H:%M:%S",
+                                                       time.localtime(second))
+    return f"{_second[1]},{int((created - second) * 1000):03d}"
+
+
+def _js(value: str) -> str:
+    """A JSON string: most values need no escaping, and json.dumps is the slow part."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return '"' + value + '"'
+    return json.dumps(value)
 
 
 def _handlers(logger: logging.Logger) -> list[logging.Handler]:

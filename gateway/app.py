@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -602,6 +603,30 @@ def _event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+async def serve(app: web.Application, host: str, port: int, fast_path: bool = True) -> None:
+    """Serve until SIGINT or SIGTERM. With `fast_path`, client connections start on
+    gateway/fastpath.py's protocol, which hands anything it does not serve to the aiohttp
+    application; without, aiohttp serves every request."""
+    from gateway.fastpath import protocol_factory
+
+    loop = asyncio.get_running_loop()
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    connections: set = set()
+    factory = protocol_factory(app, runner.server, connections) if fast_path else runner.server
+    server = await loop.create_server(factory, host, port, reuse_address=True, backlog=1024)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        for conn in list(connections):
+            conn.close()
+        await runner.cleanup()
+
+
 def main() -> None:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -610,8 +635,14 @@ def main() -> None:
     # so); a development install stays on the loopback interface.
     default_host = "0.0.0.0" if environment(os.environ) == "production" else "127.0.0.1"
     host = os.environ.get("GATEWAY_HOST") or default_host
-    web.run_app(create_app(), host=host, port=port, access_log=None, print=None,
-                loop=_event_loop())
+    fast_path = os.environ.get("GATEWAY_FAST_PATH", "1") != "0"
+    app = create_app()
+    loop = _event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(serve(app, host, port, fast_path))
+    finally:
+        loop.close()
 
 
 if __name__ == "__main__":
