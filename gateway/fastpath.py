@@ -45,6 +45,7 @@ from gateway.routes import BadPath, encode_path, match_prefix, normalise
 from gateway.upstream import Answer, UpstreamError
 
 FAST_METHODS = frozenset({"GET", "HEAD", "DELETE"})
+KEEPALIVE_S = 75.0  # an idle client connection is closed after this, as aiohttp's server does
 MAX_HEAD = 16 * 1024
 # Headers that make a request something the fast path leaves to aiohttp.
 HANDED_OVER = frozenset({"content-length", "transfer-encoding", "upgrade", "expect",
@@ -79,6 +80,9 @@ class FastProtocol(asyncio.Protocol):
         self.closed = False
         self._request_id = ""
         self._client = ""
+        self._sent = False  # whether the current request's answer has started
+        self._last = 0.0
+        self._timer: asyncio.TimerHandle | None = None
         self.handed = False
         self._drained: asyncio.Future | None = None
 
@@ -89,9 +93,24 @@ class FastProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.remote = peer[0] if isinstance(peer, tuple) else ""
         self.connections.add(self)
+        loop = asyncio.get_running_loop()
+        self._last = loop.time()
+        self._timer = loop.call_later(KEEPALIVE_S, self._check_idle)
+
+    def _check_idle(self) -> None:
+        if self.closed or self.handed:
+            return
+        loop = asyncio.get_running_loop()
+        idle = loop.time() - self._last
+        if idle >= KEEPALIVE_S and not self.busy:
+            self.close()
+        else:
+            self._timer = loop.call_later(max(1.0, KEEPALIVE_S - idle), self._check_idle)
 
     def connection_lost(self, exc) -> None:  # type: ignore[override]
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
         self.connections.discard(self)
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
@@ -110,6 +129,7 @@ class FastProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
+        self._last = asyncio.get_running_loop().time()
         if not self.busy:
             self._next()
 
@@ -140,6 +160,8 @@ class FastProtocol(asyncio.Protocol):
         """The connection, and every later request on it, goes to the aiohttp application."""
         self.handed = True
         self.connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
         handler = self.fallback()
         transport = self.transport
         transport.set_protocol(handler)  # type: ignore[union-attr]
@@ -170,7 +192,8 @@ class FastProtocol(asyncio.Protocol):
         for name in headers:
             if name.lower() in HANDED_OVER:
                 return None
-        if "host" not in headers or not target.startswith("/") or "#" in target:
+        if len(headers.getall("Host", ())) != 1 or not target.startswith("/") \
+                or "#" in target or not target.isprintable():
             return None
         raw_path = target.split("?", 1)[0]
         try:
@@ -187,7 +210,7 @@ class FastProtocol(asyncio.Protocol):
     async def _serve(self, method: str, target: str, path: str, name: str,
                      headers: CIMultiDict) -> None:
         started = time.perf_counter()
-        self._request_id, self._client = "", self.remote
+        self._request_id, self._client, self._sent = "", self.remote, False
         status = 500
         keep = "close" not in headers.get("Connection", "").lower()
         try:
@@ -195,8 +218,14 @@ class FastProtocol(asyncio.Protocol):
         except Exception:
             log.exception("fast path failed on %s %s", method, path)
             keep = False
+            if not self._sent:
+                status = 502
+                self._error(502, {"error": "upstream service unavailable", "success": False},
+                            (self._request_id or new_request_id(), "", _edge_headers(path, False),
+                             False), keep)
         finally:
             self.busy = False
+            self._last = asyncio.get_running_loop().time()
         access = self.app[ACCESS_LOG]
         if access.enabled:
             access.record(self._request_id, method, path, status, self._client,
@@ -226,7 +255,8 @@ class FastProtocol(asyncio.Protocol):
 
         token = bearer_of(headers.get("Authorization", ""))
         if token is None and "token=" in target:
-            token = dict(parse_qsl(target.partition("?")[2])).get("token")
+            token = next((v for k, v in parse_qsl(target.partition("?")[2]) if k == "token"),
+                         None)
         user = settings["tokens"].user_of(token) if token else None
         ok, retry_after = app[LIMITER].check("user:" + user if user else "ip:" + client)
         if not ok:
@@ -300,6 +330,7 @@ class FastProtocol(asyncio.Protocol):
         self._write(b"".join(lines))
 
     def _write(self, data: bytes) -> None:
+        self._sent = True
         if not self.closed and not self.transport.is_closing():  # type: ignore[union-attr]
             self.transport.write(data)  # type: ignore[union-attr]
 

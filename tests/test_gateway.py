@@ -570,3 +570,54 @@ async def _both(http, w1: Proc, w2: Proc, route: str) -> bool:
 async def _more(http, worker: Proc, route: str, before: float) -> bool:
     # The queued requests it answers on waking count too: wait for more than those.
     return await served(http, worker, route) > before + 10
+
+
+async def test_one_connection_mixes_fast_and_handed_over_requests(gateway, http, upstreams):
+    """Plain GETs are served by the fast path, anything else by the aiohttp application: on
+    one keep-alive connection, pipelined, every answer comes back in order, the connection
+    moves to aiohttp at the first request the fast path does not serve, and every request
+    gets its access log line."""
+    tag = uuid.uuid4().hex[:8]
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    writer.write(
+        f"GET /api/v1/bookings/a HTTP/1.1\r\nHost: kilat\r\nX-Request-ID: {tag}-1\r\n\r\n"
+        f"HEAD /api/v1/bookings/big HTTP/1.1\r\nHost: kilat\r\nX-Request-ID: {tag}-2\r\n\r\n"
+        f"POST /api/v1/bookings/b HTTP/1.1\r\nHost: kilat\r\nX-Request-ID: {tag}-3\r\n"
+        f"Content-Length: 3\r\n\r\nabc"
+        f"GET /api/v1/reviews/c HTTP/1.1\r\nHost: kilat\r\nX-Request-ID: {tag}-4\r\n"
+        f"Connection: close\r\n\r\n".encode())
+    await writer.drain()
+    raw = await asyncio.wait_for(reader.read(), 10)  # the last request closes the connection
+    writer.close()
+    heads = [part for part in raw.split(b"HTTP/1.1 ")[1:]]
+    assert [h[:3] for h in heads] == [b"200"] * 4, raw[:500]
+    assert raw.count(b'"upstream": "booking"') == 2 and b'"upstream": "review"' in raw
+    assert b'"body_len": 3' in raw and b'"method": "POST"' in raw
+    for n in range(1, 5):
+        assert f"X-Request-ID: {tag}-{n}".encode() in raw
+    for head in heads:
+        assert b"Server: kilat" in head and b"X-Content-Type-Options: nosniff" in head
+    assert b"Access-Control-Allow-Origin: *" not in raw  # the upstream's CORS never passes
+
+    async def logged_all() -> bool:
+        text = gateway.log_path.read_text(errors="replace")
+        return all(f'"request_id": "{tag}-{n}"' in text for n in range(1, 5))
+    await wait_until(logged_all, 10, 0.1, "four access log lines")
+
+
+async def test_fast_path_edge_headers_cors_and_connection_close(gateway, http):
+    origin = "http://localhost:3000"
+    async with http.get(gateway.url + "/api/v1/auth/me", headers={"Origin": origin}) as resp:
+        assert resp.status == 200
+        assert resp.headers.getall("Access-Control-Allow-Origin") == [origin]
+        assert resp.headers["Access-Control-Allow-Credentials"] == "true"
+        assert resp.headers["Cache-Control"] == "no-store"
+        assert resp.headers["Server"] == "kilat" and "Date" in resp.headers
+        assert resp.headers["X-Upstream"] == "identity"
+        assert len(resp.headers["X-Request-ID"]) == 36
+    async with http.head(gateway.url + "/api/v1/bookings/x") as resp:
+        assert resp.status == 200 and int(resp.headers["Content-Length"]) > 0
+    async with http.delete(gateway.url + "/api/v1/bookings/x",
+                           headers={"Connection": "close"}) as resp:
+        assert (await resp.json())["method"] == "DELETE"
+        assert resp.headers.get("Connection", "").lower() == "close"
