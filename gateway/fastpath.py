@@ -68,6 +68,24 @@ class _Date:
         return cls.value
 
 
+# raw path → (upstream name, decoded path); name "" when the fast path leaves the path alone
+_ROUTES: dict[str, tuple[str, str]] = {}
+
+
+def _route(raw_path: str) -> tuple[str, str]:
+    """(the upstream name, the decoded path) of `raw_path` when the fast path may serve it as
+    it is: a path that normalises to itself, encoded as the gateway would encode it, not one
+    of the gateway's own routes; else ("", "")."""
+    try:
+        literal, path = normalise(raw_path)
+    except BadPath:
+        return "", ""
+    if path != literal or path in OWN_ROUTES or encode_path(path) != raw_path:
+        return "", ""
+    found = match_prefix(path)
+    return (found[1], path) if found else ("", "")
+
+
 class FastProtocol(asyncio.Protocol):
     def __init__(self, app: web.Application, fallback, connections: set) -> None:
         self.app = app
@@ -196,16 +214,15 @@ class FastProtocol(asyncio.Protocol):
                 or "#" in target or not target.isprintable():
             return None
         raw_path = target.split("?", 1)[0]
-        try:
-            literal, path = normalise(raw_path)
-        except BadPath:
-            return None
-        if path != literal or path in OWN_ROUTES or encode_path(path) != raw_path:
+        route = _ROUTES.get(raw_path)
+        if route is None:
+            route = _route(raw_path)
+            if len(_ROUTES) >= 10_000:
+                _ROUTES.clear()
+            _ROUTES[raw_path] = route
+        if not route[0]:
             return None  # aiohttp's application decides, as for any unusual path
-        found = match_prefix(path)
-        if found is None:
-            return None
-        return method, target, path, found[1], headers
+        return method, target, route[1], route[0], headers
 
     async def _serve(self, method: str, target: str, path: str, name: str,
                      headers: CIMultiDict) -> None:

@@ -552,7 +552,11 @@ async def test_gateway_routes_around_a_killed_and_a_frozen_worker(fresh_platform
         figures["total_requests"], figures["total_failures"] = len(traffic.answers), len(failed)
     finally:
         await traffic.stop()
-    print("gateway failover figures:", {k: round(v, 3) for k, v in figures.items()})
+    readmitted = [line.split("taken back after ")[1].split(" s")[0]
+                  for line in gw.log_path.read_text(errors="replace").splitlines()
+                  if "taken back after" in line]
+    print("gateway failover figures:", {k: round(v, 3) for k, v in figures.items()},
+          "ejected → taken back (s):", readmitted)
 
 
 async def _async(value):
