@@ -50,6 +50,7 @@ from gateway.upstream import (
     Answer,
     LeanClient,
     UpstreamError,
+    header_lines,
 )
 
 log = logging.getLogger("kilat.gateway")
@@ -390,8 +391,8 @@ async def _lean_exchange(request: web.Request, base: str, headers: CIMultiDict,
                          name: str) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     answer = await request.app[LEAN].request(
-        base, request.method, request_target(request), headers, settings["timeout"],
-        BUFFER_LIMIT)
+        base, request.method, request_target(request), header_lines(headers),
+        settings["timeout"], BUFFER_LIMIT)
     try:
         return await _relay_answer(request, answer, name)
     except BaseException:

@@ -42,7 +42,7 @@ from gateway.app import (
 )
 from gateway.balancer import Failure, failover
 from gateway.routes import BadPath, encode_path, match_prefix, normalise
-from gateway.upstream import Answer, UpstreamError
+from gateway.upstream import Answer, UpstreamError, header_lines
 
 FAST_METHODS = frozenset({"GET", "HEAD", "DELETE"})
 KEEPALIVE_S = 75.0  # an idle client connection is closed after this, as aiohttp's server does
@@ -293,7 +293,7 @@ class FastProtocol(asyncio.Protocol):
         out.append(("X-Forwarded-Host", headers["Host"]))
         out.append(("X-Forwarded-Proto", "https" if secure else "http"))
         out.append(("X-Request-ID", request_id))
-        forward = CIMultiDict(out)
+        forward = header_lines(out)
 
         lean = app[LEAN]
         timeout = settings["timeout"]

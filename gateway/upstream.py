@@ -189,6 +189,12 @@ class Answer:
             yield piece
 
 
+def header_lines(headers) -> bytes:
+    """`name: value` lines, each ending in CRLF, of (name, value) pairs or a multidict."""
+    items = headers.items() if hasattr(headers, "items") else headers
+    return "".join(f"{k}: {v}\r\n" for k, v in items).encode("latin-1", "replace")
+
+
 class LeanClient:
     """Pooled keep-alive connections to the workers."""
 
@@ -227,19 +233,18 @@ class LeanClient:
             raise ConnectFailed(f"{base}: {exc or type(exc).__name__}") from exc
         return conn  # type: ignore[return-value]
 
-    async def request(self, base: str, method: str, target: str, headers: CIMultiDict,
+    async def request(self, base: str, method: str, target: str, fields: bytes,
                       timeout: float, buffer_limit: int) -> Answer:
-        """Send a bodiless request and read the answer's head (and its body when it is at most
-        `buffer_limit` bytes)."""
+        """Send a bodiless request (`fields`: its header lines, each ending in CRLF, without
+        `Host`) and read the answer's head, and its body when it is at most `buffer_limit`
+        bytes."""
         conn = await self._connection(base)
         _, _, netloc = self._address(base)
-        head = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1"), b"Host: ", netloc, b"\r\n"]
-        for name, value in headers.items():
-            head.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
-        head.append(b"\r\n")
+        head = b"%s %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (
+            method.encode("ascii"), target.encode("utf-8", "surrogateescape"), netloc, fields)
         if conn.done:
             raise ConnectionBroken("the worker closed the connection")
-        conn.transport.write(b"".join(head))  # type: ignore[union-attr]
+        conn.transport.write(head)  # type: ignore[union-attr]
         try:
             answer = await self._read_head(base, conn, method, timeout)
             if answer._length is not None and answer._length <= buffer_limit \
