@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from multidict import CIMultiDict
 
+from core.headers import came_over_https
 from gateway.app import (
     ACCESS_LOG,
     BALANCER,
@@ -262,10 +263,7 @@ class FastProtocol(asyncio.Protocol):
         request_id = self._request_id = headers.get("X-Request-ID") or new_request_id()
         forwarded = headers.get("X-Forwarded-For")
         client = self._client = client_address(self.remote, forwarded, trusted)
-        secure = False
-        if self.remote in trusted:
-            proto = headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
-            secure = proto == "https"
+        secure = came_over_https("http", self.remote, headers, trusted)  # no TLS listener
         origin = headers.get("Origin", "")
         allowed = origin if origin in settings["cors_origins"] else ""
         edge = (request_id, allowed, _edge_headers(path, secure), secure)
