@@ -5,7 +5,8 @@ Run with `kilat-gateway` (or `python -m gateway.app`). Settings come from the en
 `GATEWAY_HOST` (127.0.0.1, 0.0.0.0 in production), `GATEWAY_PORT` (8080), `KILAT_UPSTREAM` /
 `UPSTREAM_<NAME>`, `RATE_LIMIT_PER_MIN` (100), `RATE_LIMIT_WINDOW_S` (60), `CORS_ORIGINS`,
 `GATEWAY_TRUSTED_PROXIES`, `GATEWAY_TIMEOUT_S` (30), `GATEWAY_EJECT_AFTER` (2),
-`GATEWAY_PROBE_INTERVAL_S` (0.5), `GATEWAY_PROBE_MAX_S` (5), and the JWT secret like the workers
+`GATEWAY_PROBE_INTERVAL_S` (0.5), `GATEWAY_PROBE_MAX_S` (5), `GATEWAY_FAST_PATH` (1; 0 turns the
+fast path of gateway/fastpath.py off), and the JWT secret like the workers
 (`JWT_SECRET`, else the install's `KILAT_SECRET_FILE`).
 
 Workers that fail as transports are ejected and probed back in (gateway/balancer.py). A request

@@ -22,6 +22,7 @@ from multidict import CIMultiDict
 
 MAX_HEAD = 64 * 1024
 IDLE_S = 30.0  # below aiohttp's server keep-alive (75 s): we close an idle connection first
+MAX_IDLE = 256  # idle connections kept per worker; a burst beyond that closes its extras
 
 
 class UpstreamError(Exception):
@@ -213,8 +214,14 @@ class LeanClient:
         return found
 
     def release(self, base: str, conn: _Conn) -> None:
+        idle = self._idle.setdefault(base, [])
+        if len(idle) >= MAX_IDLE:
+            idle[:] = [c for c in idle if not c.done]
+            if len(idle) >= MAX_IDLE:
+                conn.close()
+                return
         conn.idle_since = time.monotonic()
-        self._idle.setdefault(base, []).append(conn)
+        idle.append(conn)
 
     async def _connection(self, base: str) -> _Conn:
         idle = self._idle.get(base)
