@@ -392,6 +392,12 @@ def test_production_gateway_refuses_to_start_without_a_jwt_secret(tmp_path):
 
 # ---------------------------------------------------------------- a worker dies or freezes
 
+# What a client sees when the gateway sent its request to a worker that is down (502) or frozen
+# (504), or dropped it (0). A worker's own answer (a 503 while the shared PostgreSQL restarts
+# under another test session, say) reached a live worker: the routing worked.
+ROUTING_FAILURES = {0, 502, 504}
+
+
 class Traffic:
     """Clients sending GETs through the gateway without pause, recording every answer."""
 
@@ -498,7 +504,7 @@ async def test_gateway_routes_around_a_killed_and_a_frozen_worker(fresh_platform
         w2.popen.wait(10)
         await traffic.answered_since(killed_at, 200)
         after_kill = traffic.since(killed_at)
-        failed = [a for a in after_kill if a[2] != 200]
+        failed = [a for a in after_kill if a[2] in ROUTING_FAILURES]
         assert len(failed) <= 1, failed[:5]
         figures["kill_requests"], figures["kill_failures"] = len(after_kill), len(failed)
         figures["kill_eject_s"] = ejected_at(gw, w2, 1) - killed_wall
@@ -527,7 +533,7 @@ async def test_gateway_routes_around_a_killed_and_a_frozen_worker(fresh_platform
         try:
             await traffic.answered_since(frozen_at + 3, 100)
             after_freeze = traffic.since(frozen_at)
-            failed = [a for a in after_freeze if a[2] != 200]
+            failed = [a for a in after_freeze if a[2] in ROUTING_FAILURES]
             assert len(failed) <= 1, failed[:5]
             figures["freeze_requests"], figures["freeze_failures"] = (
                 len(after_freeze), len(failed))
@@ -547,9 +553,11 @@ async def test_gateway_routes_around_a_killed_and_a_frozen_worker(fresh_platform
         await wait_until(lambda: _more(http, w2, route, before), 60, 0.1, "woken worker served")
         figures["freeze_readmit_s"] = time.monotonic() - woken_at
         # Over the whole run (kill, restart, freeze, wake): at most one failure per fault.
-        failed = [a for a in traffic.answers if a[2] != 200]
+        failed = [a for a in traffic.answers if a[2] in ROUTING_FAILURES]
         assert len(failed) <= 2, failed[:5]
         figures["total_requests"], figures["total_failures"] = len(traffic.answers), len(failed)
+        figures["worker_errors"] = sum(1 for a in traffic.answers
+                                       if a[2] != 200 and a[2] not in ROUTING_FAILURES)
     finally:
         await traffic.stop()
     readmitted = [line.split("taken back after ")[1].split(" s")[0]
