@@ -1,25 +1,38 @@
-"""Gateway overhead: the same load sent directly to an upstream and through the gateway.
+"""Gateway overhead: the same load sent directly to an upstream, through nginx and through the
+Kilat gateway, in the same run.
 
-Starts a small upstream (a separate process answering a JSON body like a worker's GET) and the
-gateway, then sends `--requests` GETs with `--concurrency` clients to each, in the same run, and
-prints throughput, p50/p99 latency and the ratios.
+Starts a small upstream (a separate process answering a 20-item JSON list like a worker's GET),
+nginx as the reference reverse proxy when it is installed (one worker process, keep-alive to the
+upstream, access log on; the row is skipped when `nginx` is not on the PATH) and the gateway
+with every edge feature on (rate limit, CORS for the `Origin` the client sends, request ids,
+access log to a file, security headers). Then it sends `--requests` GETs with `--concurrency`
+keep-alive connections to each and prints throughput, p50/p99 latency, the ratios to direct
+and, as the last line, a JSON object with every figure.
 
     .venv/bin/python -m bench.gateway_bench --requests 3000 --concurrency 20
+    .venv/bin/python -m bench.gateway_bench --token       # a signed bearer token on each GET
+    .venv/bin/python -m bench.gateway_bench --profile gw.svg   # py-spy record of the gateway
+
+The load generator shares the machine with what it measures, so it is a small HTTP/1.1
+keep-alive loop on raw asyncio (uvloop when installed) rather than a full client library: the
+less CPU it takes, the less it distorts the rows.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
-import aiohttp
-
-from tests.platform import ROOT, VENV_BIN, free_port
+from tests.platform import JWT_SECRET, ROOT, VENV_BIN, free_port
 
 UPSTREAM_CODE = """
 import sys
@@ -32,80 +45,268 @@ app.router.add_get("/{tail:.*}", h)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 """
 
+NGINX_CONF = """
+daemon off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {tmp}/nginx-access.log;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    upstream kilat {{ server 127.0.0.1:{up_port}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://kilat;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+    }}
+}}
+"""
 
-async def wait_up(url: str) -> None:
-    for _ in range(200):
-        try:
-            async with aiohttp.ClientSession() as s, s.get(url) as r:
-                if r.status < 500:
+ORIGIN = "http://localhost:3000"
+
+
+class _Conn(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection sending the same GET again and again."""
+
+    def __init__(self, request: bytes, latencies: list[float], budget: list[int],
+                 done: asyncio.Future) -> None:
+        self.request = request
+        self.latencies = latencies
+        self.budget = budget
+        self.done = done
+        self.buf = bytearray()
+        self.need = -1  # bytes of the whole response, once its head is parsed
+        self.started = 0.0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        self.transport = transport
+        self._send()
+
+    def _send(self) -> None:
+        if self.budget[0] <= 0:
+            self.transport.close()
+            if not self.done.done():
+                self.done.set_result(None)
+            return
+        self.budget[0] -= 1
+        self.started = time.perf_counter()
+        self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            if self.need < 0:
+                end = self.buf.find(b"\r\n\r\n")
+                if end < 0:
                     return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.05)
-    raise RuntimeError(f"{url} did not come up")
+                head = bytes(self.buf[:end]).lower()
+                if not head.startswith(b"http/1.1 200"):
+                    self._fail(f"unexpected answer {bytes(self.buf[:40])!r}")
+                    return
+                at = head.find(b"\r\ncontent-length:")
+                if at < 0:
+                    self._fail("answer without Content-Length")
+                    return
+                length = int(head[at + 17:head.find(b"\r\n", at + 2)])
+                self.need = end + 4 + length
+            if len(self.buf) < self.need:
+                return
+            del self.buf[:self.need]
+            self.need = -1
+            self.latencies.append(time.perf_counter() - self.started)
+            self._send()
+
+    def _fail(self, why: str) -> None:
+        if not self.done.done():
+            self.done.set_exception(RuntimeError(why))
+        self.transport.close()
+
+    def connection_lost(self, exc) -> None:  # type: ignore[override]
+        if not self.done.done():
+            self.done.set_exception(RuntimeError(f"connection lost: {exc}"))
 
 
-async def load(url: str, requests: int, concurrency: int) -> tuple[float, list[float]]:
+async def load(port: int, path: str, requests: int, concurrency: int,
+               headers: dict[str, str]) -> tuple[float, list[float]]:
+    """(elapsed seconds, latencies) of `requests` GETs over `concurrency` connections."""
+    loop = asyncio.get_running_loop()
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}\r\n").encode()
     latencies: list[float] = []
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(requests):
-        queue.put_nowait(i)
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        async def worker() -> None:
-            while True:
-                try:
-                    queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                t0 = time.perf_counter()
-                async with session.get(url) as resp:
-                    await resp.read()
-                    assert resp.status == 200, resp.status
-                latencies.append(time.perf_counter() - t0)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return time.perf_counter() - started, latencies
+    budget = [requests]
+    dones = [loop.create_future() for _ in range(concurrency)]
+    started = time.perf_counter()
+    await asyncio.gather(*(loop.create_connection(
+        lambda d=d: _Conn(request, latencies, budget, d), "127.0.0.1", port) for d in dones))
+    await asyncio.gather(*dones)
+    return time.perf_counter() - started, latencies
 
 
-def pct(values: list[float], p: float) -> float:
-    return statistics.quantiles(values, n=100)[int(p) - 1] * 1000
+async def wait_up(port: int, path: str) -> None:
+    for _ in range(400):
+        try:
+            await load(port, path, 1, 1, {})
+            return
+        except (OSError, RuntimeError):
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"127.0.0.1:{port}{path} did not come up")
+
+
+def pct(values: list[float], p: int) -> float:
+    return statistics.quantiles(values, n=100)[p - 1] * 1000
+
+
+def start_nginx(tmp: Path, up_port: int) -> tuple[subprocess.Popen | None, int]:
+    binary = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
+    if binary is None:
+        return None, 0
+    port = free_port()
+    conf = tmp / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(tmp=tmp, up_port=up_port, port=port))
+    popen = subprocess.Popen([binary, "-p", str(tmp), "-c", str(conf)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return popen, port
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children processes (nginx's workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return total
+    return total + sum(cpu_seconds(int(c)) for c in children)
+
+
+def bearer_token() -> str:
+    import jwt
+
+    now = int(time.time())
+    return jwt.encode({"sub": "bench", "user_id": "00000000-0000-4000-8000-000000000001",
+                       "role": "owner", "token_type": "access", "iss": "kilat-pet-runner",
+                       "iat": now, "exp": now + 3600}, JWT_SECRET, algorithm="HS256")
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--token", action="store_true",
+                        help="send a signed bearer token (the rate limit verifies it)")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="record the gateway row with py-spy into FILE (.svg or .txt)")
+    parser.add_argument("--no-nginx", action="store_true", help="skip the nginx row")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every row this many times, interleaved; the best round "
+                             "of each row counts (a shared machine only ever slows a row down)")
     args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="kilat-gwbench-"))
     up_port, gw_port = free_port(), free_port()
+    procs: list[subprocess.Popen] = []
     upstream = subprocess.Popen([sys.executable, "-c", UPSTREAM_CODE, str(up_port)])
+    procs.append(upstream)
     env = dict(os.environ, GATEWAY_PORT=str(gw_port), GATEWAY_HOST="127.0.0.1",
                KILAT_UPSTREAM=f"http://127.0.0.1:{up_port}", RATE_LIMIT_PER_MIN="100000000",
-               LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT))
-    gateway = subprocess.Popen([str(VENV_BIN / "kilat-gateway")], env=env)
+               JWT_SECRET=JWT_SECRET, LOG_LEVEL="INFO", PYTHONPATH=str(ROOT))
+    gw_log = (tmp / "gateway.log").open("ab")
+    gateway = subprocess.Popen([str(VENV_BIN / "kilat-gateway")], env=env,
+                               stdout=gw_log, stderr=subprocess.STDOUT)
+    procs.append(gateway)
+    nginx, nginx_port = (None, 0) if args.no_nginx else start_nginx(tmp, up_port)
+    if nginx is not None:
+        procs.append(nginx)
+    path = "/api/v1/petshops"
+    headers = {"Origin": ORIGIN}
+    if args.token:
+        headers["Authorization"] = "Bearer " + bearer_token()
+    targets = [("direct", up_port, upstream.pid)]
+    if nginx is not None:
+        targets.append(("nginx", nginx_port, nginx.pid))
+    targets.append(("gateway", gw_port, gateway.pid))
     try:
-        direct_url = f"http://127.0.0.1:{up_port}/api/v1/petshops"
-        gw_url = f"http://127.0.0.1:{gw_port}/api/v1/petshops"
-        await wait_up(direct_url)
-        await wait_up(gw_url)
-        await load(direct_url, 200, args.concurrency)  # warm-up
-        await load(gw_url, 200, args.concurrency)
-        results = {}
-        for name, url in (("direct", direct_url), ("gateway", gw_url)):
-            elapsed, lat = await load(url, args.requests, args.concurrency)
-            results[name] = (args.requests / elapsed, pct(lat, 50), pct(lat, 99))
-            print(f"{name:8s} {results[name][0]:8.0f} req/s  p50 {results[name][1]:6.2f} ms"
-                  f"  p99 {results[name][2]:6.2f} ms")
-        d, g = results["direct"], results["gateway"]
-        print(f"ratio    throughput gateway/direct {g[0] / d[0]:.2f}  "
-              f"p50 gateway/direct {g[1] / d[1]:.2f}  p99 gateway/direct {g[2] / d[2]:.2f}")
+        for _, port, _ in targets:
+            await wait_up(port, path)
+            await load(port, path, 500, args.concurrency, headers)  # warm-up
+        results: dict[str, dict[str, float]] = {}
+        for _ in range(max(1, args.rounds)):
+            for name, port, pid in targets:
+                spy = None
+                if args.profile and name == "gateway":
+                    spy = subprocess.Popen(
+                        [str(VENV_BIN / "py-spy"), "record", "-p", str(pid), "-o", args.profile,
+                         "-r", "250", "-f", "raw" if args.profile.endswith(".txt")
+                         else "flamegraph"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    await asyncio.sleep(1.0)
+                cpu_before = cpu_seconds(pid)
+                elapsed, lat = await load(port, path, args.requests, args.concurrency, headers)
+                cpu = cpu_seconds(pid) - cpu_before
+                if spy is not None:
+                    spy.send_signal(2)
+                    spy.wait(30)
+                row = {"rps": round(args.requests / elapsed, 1),
+                       "p50_ms": round(pct(lat, 50), 3), "p99_ms": round(pct(lat, 99), 3),
+                       # CPU of the process answering (the upstream for direct, the proxy
+                       # otherwise) per request: what the proxy costs, whatever else runs.
+                       "cpu_us_per_request": round(cpu / args.requests * 1e6, 1)}
+                if name not in results or row["rps"] > results[name]["rps"]:
+                    results[name] = row
+        for name, r in results.items():
+            print(f"{name:8s} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms"
+                  f"  p99 {r['p99_ms']:6.2f} ms  cpu {r['cpu_us_per_request']:6.1f} us/req")
+        d = results["direct"]
+        ratios = {}
+        for name in results:
+            if name == "direct":
+                continue
+            r = results[name]
+            ratios[name] = {"throughput": round(r["rps"] / d["rps"], 3),
+                            "added_p50_ms": round(r["p50_ms"] - d["p50_ms"], 3),
+                            "p99_ratio": round(r["p99_ms"] / d["p99_ms"], 3)}
+            print(f"ratio    {name}/direct throughput {ratios[name]['throughput']:.2f}  "
+                  f"added p50 {ratios[name]['added_p50_ms']:.2f} ms  "
+                  f"p99 {ratios[name]['p99_ratio']:.2f}x")
+        if nginx is None:
+            print("nginx    skipped (not installed)")
+        await asyncio.sleep(0.5)  # the gateway writes its access log in batches
+        print(json.dumps({
+            "bench": "gateway", "cores": os.cpu_count(), "requests": args.requests,
+            "rounds": args.rounds,
+            "concurrency": args.concurrency, "token": args.token,
+            "nginx": nginx is not None, "rows": results, "ratios": ratios,
+            "access_log_lines": sum(1 for _ in (tmp / "gateway.log").open("rb")),
+        }))
     finally:
-        gateway.terminate()
-        upstream.terminate()
-        gateway.wait(10)
-        upstream.wait(10)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        gw_log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())

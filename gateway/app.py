@@ -4,16 +4,24 @@ WebSocket tunnelling, per-client rate limiting, CORS, request ids and aggregated
 Run with `kilat-gateway` (or `python -m gateway.app`). Settings come from the environment:
 `GATEWAY_HOST` (127.0.0.1, 0.0.0.0 in production), `GATEWAY_PORT` (8080), `KILAT_UPSTREAM` /
 `UPSTREAM_<NAME>`, `RATE_LIMIT_PER_MIN` (100), `RATE_LIMIT_WINDOW_S` (60), `CORS_ORIGINS`,
-`GATEWAY_TRUSTED_PROXIES`, `GATEWAY_TIMEOUT_S` (30), and the JWT secret like the workers
+`GATEWAY_TRUSTED_PROXIES`, `GATEWAY_TIMEOUT_S` (30), `GATEWAY_EJECT_AFTER` (2),
+`GATEWAY_PROBE_INTERVAL_S` (0.5), `GATEWAY_PROBE_MAX_S` (5), `GATEWAY_FAST_PATH` (1; 0 turns the
+fast path of gateway/fastpath.py off), and the JWT secret like the workers
 (`JWT_SECRET`, else the install's `KILAT_SECRET_FILE`).
+
+Workers that fail as transports are ejected and probed back in (gateway/balancer.py). A request
+that could not reach a worker is sent to the next one whatever its method; one that may have
+reached it (a timeout after sending, a connection broken mid-exchange) is sent again only when
+its method is safe (GET, HEAD, OPTIONS): a POST, PUT, PATCH or DELETE is answered 504/502 and
+left to the client, which can retry it with its `Idempotency-Key`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
+import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -26,7 +34,9 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from core.config import Settings, environment, jwt_secret
-from core.headers import came_over_https, edge_headers
+from core.headers import NO_STORE_PREFIX, came_over_https, edge_headers
+from gateway.accesslog import AccessLog
+from gateway.balancer import Balancer, Failure, failover
 from gateway.ratelimit import SlidingWindowLimiter
 from gateway.routes import (
     BadPath,
@@ -36,6 +46,12 @@ from gateway.routes import (
     match_prefix,
     normalise,
     upstreams_from_env,
+)
+from gateway.upstream import (
+    Answer,
+    LeanClient,
+    UpstreamError,
+    header_lines,
 )
 
 log = logging.getLogger("kilat.gateway")
@@ -57,10 +73,17 @@ OWN_ROUTES = ("/health", "/openapi.json")
 # Headers the edge decides on its own: an upstream's value is never passed on.
 EDGE_OWNED = ("server", "strict-transport-security")
 
+# Upstream answers up to this size are read whole and sent to the client in one write; larger
+# or unsized ones are streamed.
+BUFFER_LIMIT = 256 * 1024
+
 UPSTREAMS = web.AppKey("upstreams", dict)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 LIMITER = web.AppKey("limiter", SlidingWindowLimiter)
 SETTINGS = web.AppKey("settings", dict)
+BALANCER = web.AppKey("balancer", Balancer)
+ACCESS_LOG = web.AppKey("access_log", AccessLog)
+LEAN = web.AppKey("lean", LeanClient)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -69,9 +92,11 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 def client_ip(request: web.Request) -> str:
     """The client address; X-Forwarded-For is believed only from a trusted proxy."""
-    remote = request.remote or ""
-    trusted = request.app[SETTINGS]["trusted_proxies"]
-    forwarded = request.headers.get("X-Forwarded-For")
+    return client_address(request.remote or "", request.headers.get("X-Forwarded-For"),
+                          request.app[SETTINGS]["trusted_proxies"])
+
+
+def client_address(remote: str, forwarded: str | None, trusted: set[str]) -> str:
     if forwarded and remote in trusted:
         hops = [h.strip() for h in forwarded.split(",") if h.strip()]
         # Walk from the right, skipping our own trusted proxies.
@@ -92,19 +117,54 @@ def rate_key(request: web.Request) -> str:
     issuer, type and expiry verify (anyone can write a token with a made-up user id; it must
     not buy a fresh budget), otherwise the client address (so users behind one NAT do not share
     one budget)."""
-    secret = request.app[SETTINGS]["jwt_secret"]
     header = request.headers.get("Authorization", "")
     token = header[7:].strip() if header[:7].lower() == "bearer " else request.query.get("token")
-    if secret and token:
+    if token:
+        user = request.app[SETTINGS]["tokens"].user_of(token)
+        if user:
+            return "user:" + user
+    return "ip:" + client_ip(request)
+
+
+def bearer_of(authorization: str) -> str | None:
+    return authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
+
+
+class VerifiedTokens:
+    """The user of a bearer token whose signature, issuer, type and expiry verify, remembered
+    until the token expires: a client sends the same token with every request, and checking
+    its HMAC again each time bought nothing (a token that verified once stays valid until its
+    `exp`, the secret does not change while the gateway runs). Failures are not remembered."""
+
+    def __init__(self, secret: str, max_entries: int = 50_000) -> None:
+        self.secret = secret
+        self.max_entries = max_entries
+        self._users: dict[str, tuple[str, float]] = {}
+
+    def user_of(self, token: str) -> str | None:
+        known = self._users.get(token)
+        now = time.time()
+        if known is not None:
+            if known[1] > now:
+                return known[0]
+            del self._users[token]
+        if not self.secret:
+            return None
         try:
-            claims = jwt.decode(token, secret, algorithms=["HS256"],
+            claims = jwt.decode(token, self.secret, algorithms=["HS256"],
                                 issuer=Settings.jwt_issuer,
                                 options={"require": ["exp", "iat", "sub"]})
-            if claims.get("token_type") == "access" and claims.get("user_id"):
-                return "user:" + str(claims["user_id"])
         except jwt.PyJWTError:
-            pass
-    return "ip:" + client_ip(request)
+            return None
+        if claims.get("token_type") != "access" or not claims.get("user_id"):
+            return None
+        if len(self._users) >= self.max_entries:
+            self._users = {t: v for t, v in self._users.items() if v[1] > now}
+            if len(self._users) >= self.max_entries:
+                self._users.clear()
+        user = str(claims["user_id"])
+        self._users[token] = (user, float(claims["exp"]))
+        return user
 
 
 def _route_of(path: str) -> str | None:
@@ -135,16 +195,18 @@ def route_path(request: web.Request) -> web.Response | None:
 async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, CORS, security headers, rate limit and access log, in that order."""
     started = time.perf_counter()
-    request_id = request.headers.get("X-Request-ID") or str(uuid.uuid4())
+    headers = request.headers
+    request_id = headers.get("X-Request-ID") or str(uuid.uuid4())
     request["request_id"] = request_id
-    settings = request.app[SETTINGS]
-    origin = request.headers.get("Origin", "")
+    app = request.app
+    settings = app[SETTINGS]
+    origin = headers.get("Origin", "")
     allowed_origin = origin if origin in settings["cors_origins"] else ""
 
-    if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+    if request.method == "OPTIONS" and headers.get("Access-Control-Request-Method"):
         response: web.StreamResponse = web.Response(status=204)
     else:
-        ok, retry_after = request.app[LIMITER].check(rate_key(request))
+        ok, retry_after = app[LIMITER].check(rate_key(request))
         if not ok:
             response = web.json_response({"error": "rate limit exceeded"}, status=429,
                                          headers={"Retry-After": str(retry_after)})
@@ -152,35 +214,67 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
             response = route_path(request) or await handler(request)
 
     if not response.prepared:
-        response.headers["X-Request-ID"] = request_id
+        out = response.headers
+        out["X-Request-ID"] = request_id
         if allowed_origin:
-            response.headers["Access-Control-Allow-Origin"] = allowed_origin
-            response.headers["Access-Control-Allow-Credentials"] = "true"
-            response.headers["Access-Control-Expose-Headers"] = "Content-Length, X-Request-ID"
-            response.headers["Vary"] = "Origin"
-            if request.method == "OPTIONS":
-                response.headers["Access-Control-Allow-Methods"] = CORS_ALLOW_METHODS
-                response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
-                response.headers["Access-Control-Max-Age"] = "43200"
-    access_log.info(json.dumps({
-        "request_id": request_id, "method": request.method, "path": request.path,
-        "status": response.status, "client": client_ip(request),
-        "ms": round((time.perf_counter() - started) * 1000, 2),
-    }))
+            _set_cors(out, allowed_origin, request.method == "OPTIONS")
+    access = app[ACCESS_LOG]
+    if access.enabled:
+        access.record(request_id, request.method, request.path, response.status,
+                      client_ip(request), (time.perf_counter() - started) * 1000)
     return response
+
+
+PREFLIGHT_HEADERS = (
+    ("Access-Control-Allow-Methods", CORS_ALLOW_METHODS),
+    ("Access-Control-Allow-Headers", CORS_ALLOW_HEADERS),
+    ("Access-Control-Max-Age", "43200"),
+)
+
+
+def _set_cors(out: CIMultiDict, origin: str, preflight: bool = False) -> None:
+    """The gateway's CORS headers for an allowed `origin` (replacing any of the same name)."""
+    out["Access-Control-Allow-Origin"] = origin
+    out["Access-Control-Allow-Credentials"] = "true"
+    out["Access-Control-Expose-Headers"] = "Content-Length, X-Request-ID"
+    out["Vary"] = "Origin"
+    if preflight:
+        for name, value in PREFLIGHT_HEADERS:
+            out[name] = value
+
+
+def _is_secure(request: web.Request) -> bool:
+    secure = request.get("secure")
+    if secure is None:
+        secure = request["secure"] = client_is_secure(request)
+    return secure
+
+
+_EDGE_HEADERS: dict[tuple[bool, bool], tuple[tuple[str, str], ...]] = {}
+
+
+def _edge_headers(path: str, secure: bool) -> tuple[tuple[str, str], ...]:
+    """`edge_headers` depends only on whether the path is an auth path and on `secure`: it is
+    computed once per combination."""
+    key = (path == NO_STORE_PREFIX or path.startswith(NO_STORE_PREFIX + "/"), secure)
+    found = _EDGE_HEADERS.get(key)
+    if found is None:
+        found = _EDGE_HEADERS[key] = tuple(edge_headers(path, secure).items())
+    return found
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
     """Edge headers on every response the gateway sends, proxied and streamed ones included:
     no software version in `Server`, `no-store` on auth answers, HSTS only over HTTPS."""
-    secure = client_is_secure(request)
-    for name, value in edge_headers(request.get("path", request.path), secure).items():
+    secure = _is_secure(request)
+    out = response.headers
+    for name, value in _edge_headers(request.get("path", request.path), secure):
         if name in ("Server", "Cache-Control"):
-            response.headers[name] = value
+            out[name] = value
         else:
-            response.headers.setdefault(name, value)
+            out.setdefault(name, value)
     if not secure:
-        response.headers.pop("Strict-Transport-Security", None)
+        out.popall("Strict-Transport-Security", None)
 
 
 # ---------------------------------------------------------------- health
@@ -235,15 +329,16 @@ async def openapi_document(request: web.Request) -> web.StreamResponse:
 # ---------------------------------------------------------------- proxying
 
 def _forward_headers(request: web.Request) -> CIMultiDict:
-    headers = CIMultiDict(
-        (k, v) for k, v in request.headers.items()
-        if k.lower() not in HOP_BY_HOP and not k.lower().startswith("sec-websocket")
-    )
+    headers: CIMultiDict = CIMultiDict()
+    for k, v in request.headers.items():
+        lower = k.lower()
+        if lower not in HOP_BY_HOP and not lower.startswith("sec-websocket"):
+            headers.add(k, v)
     prior = request.headers.get("X-Forwarded-For")
     remote = request.remote or ""
     headers["X-Forwarded-For"] = f"{prior}, {remote}" if prior else remote
     headers["X-Forwarded-Host"] = request.host
-    headers["X-Forwarded-Proto"] = "https" if client_is_secure(request) else "http"
+    headers["X-Forwarded-Proto"] = "https" if _is_secure(request) else "http"
     # The client address as resolved here (trusted proxies only); replaces any the client sent.
     # Workers believe it (sign-in throttle) because only the gateway reaches them.
     headers["X-Real-IP"] = client_ip(request)
@@ -251,21 +346,33 @@ def _forward_headers(request: web.Request) -> CIMultiDict:
     return headers
 
 
-def _copy_response_headers(src: CIMultiDict, dst: web.StreamResponse) -> None:
+def _response_headers(src: CIMultiDict) -> CIMultiDict:
+    out: CIMultiDict = CIMultiDict()
     for name, value in src.items():
         lower = name.lower()
         # Upstream CORS headers are dropped: the gateway owns CORS (no duplicated headers).
         if lower in HOP_BY_HOP or lower in EDGE_OWNED or lower.startswith("access-control-"):
             continue
-        dst.headers.add(name, value)
+        out.add(name, value)
+    return out
+
+
+def request_target(request: web.Request) -> str:
+    """The request target sent upstream: the normalised path encoded again (so the upstream
+    decodes exactly the path that was routed) and the query string as received."""
+    query = request.rel_url.raw_query_string
+    return encode_path(request.get("path", request.path)) + ("?" + query if query else "")
 
 
 def upstream_url(base: str, request: web.Request) -> URL:
-    """The upstream URL for the request: its normalised path encoded again (so the upstream
-    decodes exactly the path that was routed) and its query string as received."""
-    query = request.rel_url.raw_query_string
-    target = base + encode_path(request.get("path", request.path)) + ("?" + query if query else "")
-    return URL(target, encoded=True)
+    return URL(base + request_target(request), encoded=True)
+
+
+def _give_up(name: str, failure: Failure | None) -> web.Response:
+    log.warning("upstream %s: no worker answered (%s)", name, failure.value if failure else "-")
+    if failure is Failure.TIMEOUT:
+        return _error(504, "upstream timeout")
+    return _error(502, "upstream service unavailable")
 
 
 async def proxy(request: web.Request) -> web.StreamResponse:
@@ -273,68 +380,146 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     if name is None:
         return _error(404, "route not found")
     upstream: Upstream = request.app[UPSTREAMS][name]
-    base = upstream.pick()
     if request.headers.get("Upgrade", "").lower() == "websocket":
-        return await tunnel_websocket(request, base)
-    session = request.app[SESSION]
-    timeout = request.app[SETTINGS]["timeout"]
-    body = request.content if request.body_exists else None
+        return await tunnel_websocket(request, upstream)
+    headers = _forward_headers(request)
+    # Bodiless requests (most of the traffic) take the lean client; bodies stream via aiohttp.
+    exchange = _lean_exchange if not request.body_exists else _aiohttp_exchange
+    response, failure = await failover(
+        request.app[BALANCER], upstream, request.method,
+        lambda base: exchange(request, base, headers, name))
+    return response if response is not None else _give_up(name, failure)
+
+
+async def _lean_exchange(request: web.Request, base: str, headers: CIMultiDict,
+                         name: str) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    answer = await request.app[LEAN].request(
+        base, request.method, request_target(request), header_lines(headers),
+        settings["timeout"], BUFFER_LIMIT)
     try:
-        upstream_resp = await session.request(
-            request.method, upstream_url(base, request),
-            headers=_forward_headers(request), data=body, allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=timeout),
-        )
-    except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError,
-            aiohttp.ClientOSError) as exc:
-        log.warning("upstream %s (%s) unavailable: %s", name, base, exc)
-        return _error(502, "upstream service unavailable")
-    except TimeoutError:
-        return _error(504, "upstream timeout")
-    async with upstream_resp:
-        response = web.StreamResponse(status=upstream_resp.status, reason=upstream_resp.reason)
-        _copy_response_headers(upstream_resp.headers, response)
-        response.headers["X-Request-ID"] = request["request_id"]
-        origin = request.headers.get("Origin", "")
-        if origin in request.app[SETTINGS]["cors_origins"]:
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Access-Control-Allow-Credentials"] = "true"
-            response.headers["Access-Control-Expose-Headers"] = "Content-Length, X-Request-ID"
-            response.headers["Vary"] = "Origin"
-        if upstream_resp.headers.get("Content-Length") is not None:
-            response.content_length = int(upstream_resp.headers["Content-Length"])
-        await response.prepare(request)
+        return await _relay_answer(request, answer, name)
+    except BaseException:
+        answer.abort()
+        raise
+
+
+async def _aiohttp_exchange(request: web.Request, base: str, headers: CIMultiDict,
+                            name: str) -> web.StreamResponse:
+    upstream_resp = await request.app[SESSION].request(
+        request.method, upstream_url(base, request), headers=headers, data=request.content,
+        allow_redirects=False, timeout=request.app[SETTINGS]["client_timeout"])
+    try:
+        return await _relay(request, upstream_resp, name)
+    finally:
+        upstream_resp.release()
+
+
+def _streamed(request: web.Request, status: int, reason: str,
+              headers: CIMultiDict) -> web.StreamResponse:
+    """A response whose headers are sent before the body is known: the edge's own headers
+    (request id, CORS) go on it here, since the middleware sees it already sent."""
+    response = web.StreamResponse(status=status, reason=reason,
+                                  headers=_response_headers(headers))
+    response.headers["X-Request-ID"] = request["request_id"]
+    origin = request.headers.get("Origin", "")
+    if origin in request.app[SETTINGS]["cors_origins"]:
+        _set_cors(response.headers, origin)
+    length = headers.get("Content-Length")
+    if length is not None and length.isdigit():
+        response.content_length = int(length)
+    return response
+
+
+async def _relay_answer(request: web.Request, answer: Answer, name: str) -> web.StreamResponse:
+    """The client's answer from the lean client's: a body read whole goes in one write;
+    anything else is streamed as it comes."""
+    status = answer.status
+    if answer.body is not None and request.method != "HEAD" and status not in (204, 304):
+        return web.Response(status=status, reason=answer.reason, body=answer.body,
+                            headers=_response_headers(answer.headers))
+    response = _streamed(request, status, answer.reason, answer.headers)
+    await response.prepare(request)
+    if answer.body is None:
         try:
-            async for chunk in upstream_resp.content.iter_chunked(64 * 1024):
+            async for chunk in answer.stream():
                 await response.write(chunk)
-        except (TimeoutError, aiohttp.ClientPayloadError, ConnectionResetError):
+        except (UpstreamError, ConnectionResetError, ValueError):
             log.warning("upstream %s broke off a response", name)
             return response
-        await response.write_eof()
+    await response.write_eof()
+    return response
+
+
+async def _relay(request: web.Request, upstream_resp: aiohttp.ClientResponse,
+                 name: str) -> web.StreamResponse:
+    """The client's answer from aiohttp's. A small answer of known size is read whole and
+    returned unsent (one write to the client); anything else is streamed as it comes. Raises
+    the upstream client's errors only while nothing was sent."""
+    status = upstream_resp.status
+    length = upstream_resp.headers.get("Content-Length")
+    if (length is not None and length.isdigit() and int(length) <= BUFFER_LIMIT
+            and request.method != "HEAD" and status >= 200 and status not in (204, 304)):
+        data = await upstream_resp.read()
+        return web.Response(status=status, reason=upstream_resp.reason, body=data,
+                            headers=_response_headers(upstream_resp.headers))
+    response = _streamed(request, status, upstream_resp.reason or "", upstream_resp.headers)
+    await response.prepare(request)
+    try:
+        async for chunk in upstream_resp.content.iter_chunked(64 * 1024):
+            await response.write(chunk)
+    except (TimeoutError, aiohttp.ClientError, ConnectionResetError):
+        log.warning("upstream %s broke off a response", name)
         return response
+    await response.write_eof()
+    return response
 
 
-async def tunnel_websocket(request: web.Request, base: str) -> web.StreamResponse:
-    """Connect upstream first (so its 4xx reaches the client), then pump frames both ways."""
-    session = request.app[SESSION]
-    target = upstream_url(base.replace("http", "ws", 1), request)
+async def tunnel_websocket(request: web.Request, upstream: Upstream) -> web.StreamResponse:
+    """Connect upstream first (so its 4xx reaches the client), then pump frames both ways. The
+    handshake goes to a worker known to be up, and to the next one when it fails (opening a
+    WebSocket changes nothing on the worker)."""
+    app = request.app
+    session = app[SESSION]
+    balancer = app[BALANCER]
     headers = {k: v for k, v in _forward_headers(request).items()
                if k.lower() in ("authorization", "x-forwarded-for", "x-request-id", "origin")}
-    try:
-        upstream_ws = await session.ws_connect(target, headers=headers, autoping=True,
-                                               heartbeat=30, max_msg_size=1 << 20)
-    except aiohttp.WSServerHandshakeError as exc:
-        # Replay the refusal with its body: ask again without the upgrade.
-        try:
-            async with session.get(upstream_url(base, request), headers=headers) as resp:
-                body = await resp.read()
-                return web.Response(status=exc.status, body=body,
-                                    content_type=resp.content_type or "application/json")
-        except aiohttp.ClientError:
-            return _error(exc.status, "websocket refused")
-    except (aiohttp.ClientConnectorError, aiohttp.ClientOSError):
-        return _error(502, "upstream service unavailable")
 
+    async def attempt(base: str):
+        target = upstream_url(base.replace("http", "ws", 1), request)
+        try:
+            async with asyncio.timeout(app[SETTINGS]["timeout"]):
+                return base, await session.ws_connect(target, headers=headers, autoping=True,
+                                                      heartbeat=30, max_msg_size=1 << 20)
+        except aiohttp.WSServerHandshakeError as exc:
+            return base, exc  # the worker answered: a refusal, not a failure
+
+    # An upgrade is a GET: after a timeout it is tried on the next worker that is up.
+    result, failure = await failover(balancer, upstream, "GET", attempt)
+    if result is None:
+        return _give_up(upstream.name, failure)
+    base, upstream_ws = result
+    if isinstance(upstream_ws, aiohttp.WSServerHandshakeError):
+        return await _replay_refusal(request, base, headers, upstream_ws)
+    return await _pump(request, upstream_ws)
+
+
+async def _replay_refusal(request: web.Request, base: str, headers: dict[str, str],
+                          exc: aiohttp.WSServerHandshakeError) -> web.Response:
+    """The worker refused the upgrade: ask again without it, to pass its answer's body on."""
+    session = request.app[SESSION]
+    try:
+        async with session.get(upstream_url(base, request), headers=headers,
+                               timeout=request.app[SETTINGS]["client_timeout"]) as resp:
+            body = await resp.read()
+            return web.Response(status=exc.status, body=body,
+                                content_type=resp.content_type or "application/json")
+    except (aiohttp.ClientError, TimeoutError):
+        return _error(exc.status, "websocket refused")
+
+
+async def _pump(request: web.Request,
+                upstream_ws: aiohttp.ClientWebSocketResponse) -> web.StreamResponse:
     client_ws = web.WebSocketResponse(autoping=True, heartbeat=30, max_msg_size=1 << 20)
     await client_ws.prepare(request)
 
@@ -377,25 +562,42 @@ def create_app(env: dict[str, str] | None = None) -> web.Application:
     app[UPSTREAMS] = upstreams_from_env(env)
     app[LIMITER] = SlidingWindowLimiter(
         int(env.get("RATE_LIMIT_PER_MIN", 100)), float(env.get("RATE_LIMIT_WINDOW_S", 60)))
+    timeout = float(env.get("GATEWAY_TIMEOUT_S", 30))
     app[SETTINGS] = {
         "cors_origins": {o.strip() for o in env.get("CORS_ORIGINS", DEFAULT_ORIGINS).split(",")
                          if o.strip()},
         "trusted_proxies": {p.strip() for p in env.get("GATEWAY_TRUSTED_PROXIES", "").split(",")
                             if p.strip()},
-        "timeout": float(env.get("GATEWAY_TIMEOUT_S", 30)),
+        "timeout": timeout,
+        # 5 s to connect, `timeout` between reads of the upstream's answer.
+        "client_timeout": aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=timeout),
         "openapi": _read_openapi(Path(env.get("KILAT_OPENAPI_PATH", OPENAPI_PATH))),
         # The workers' secret (the same rule and file), to verify tokens for the rate limit.
-        "jwt_secret": jwt_secret(env),
+        "tokens": VerifiedTokens(jwt_secret(env)),
     }
+    app[BALANCER] = Balancer(
+        sorted({u for up in app[UPSTREAMS].values() for u in up.urls}),
+        eject_after=int(env.get("GATEWAY_EJECT_AFTER", 2)),
+        probe_interval=float(env.get("GATEWAY_PROBE_INTERVAL_S", 0.5)),
+        probe_max=float(env.get("GATEWAY_PROBE_MAX_S", 5)),
+        probe_timeout=min(2.0, timeout),
+    )
+    app[ACCESS_LOG] = AccessLog(access_log)
+    app[LEAN] = LeanClient(connect_timeout=5.0)
 
     async def open_session(app: web.Application) -> None:
         app[SESSION] = aiohttp.ClientSession(
-            auto_decompress=False,
+            auto_decompress=False, skip_auto_headers=("User-Agent", "Accept-Encoding"),
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30),
         )
+        app[BALANCER].session = app[SESSION]
+        app[ACCESS_LOG].start()
 
     async def close_session(app: web.Application) -> None:
+        await app[BALANCER].close()
+        app[LEAN].close()
         await app[SESSION].close()
+        await app[ACCESS_LOG].close()
 
     app.on_startup.append(open_session)
     app.on_cleanup.append(close_session)
@@ -406,6 +608,39 @@ def create_app(env: dict[str, str] | None = None) -> web.Application:
     return app
 
 
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed (a cheaper event loop, transports written in C), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+async def serve(app: web.Application, host: str, port: int, fast_path: bool = True) -> None:
+    """Serve until SIGINT or SIGTERM. With `fast_path`, client connections start on
+    gateway/fastpath.py's protocol, which hands anything it does not serve to the aiohttp
+    application; without, aiohttp serves every request."""
+    from gateway.fastpath import protocol_factory
+
+    loop = asyncio.get_running_loop()
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    connections: set = set()
+    factory = protocol_factory(app, runner.server, connections) if fast_path else runner.server
+    server = await loop.create_server(factory, host, port, reuse_address=True, backlog=1024)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        for conn in list(connections):
+            conn.close()
+        await runner.cleanup()
+
+
 def main() -> None:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -414,7 +649,14 @@ def main() -> None:
     # so); a development install stays on the loopback interface.
     default_host = "0.0.0.0" if environment(os.environ) == "production" else "127.0.0.1"
     host = os.environ.get("GATEWAY_HOST") or default_host
-    web.run_app(create_app(), host=host, port=port, access_log=None, print=None)
+    fast_path = os.environ.get("GATEWAY_FAST_PATH", "1") != "0"
+    app = create_app()
+    loop = _event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(serve(app, host, port, fast_path))
+    finally:
+        loop.close()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import time
 import uuid
@@ -22,7 +23,7 @@ from aiohttp import WSMsgType, web
 from yarl import URL
 
 from gateway.routes import PREFIXES, UPSTREAM_NAMES
-from tests.platform import JWT_SECRET, ROOT, VENV_BIN, Proc, free_port, wait_until
+from tests.platform import JWT_SECRET, ROOT, VENV_BIN, Fatal, Proc, free_port, wait_until
 
 
 class Upstream:
@@ -387,3 +388,248 @@ def test_production_gateway_refuses_to_start_without_a_jwt_secret(tmp_path):
                             capture_output=True, timeout=60)
     assert result.returncode != 0
     assert b"JWT_SECRET must be set when KILAT_ENV=production" in result.stderr
+
+
+# ---------------------------------------------------------------- a worker dies or freezes
+
+# What a client sees when the gateway sent its request to a worker that is down (502) or frozen
+# (504), or dropped it (0). A worker's own answer (a 503 while the shared PostgreSQL restarts
+# under another test session, say) reached a live worker: the routing worked.
+ROUTING_FAILURES = {0, 502, 504}
+
+
+class Traffic:
+    """Clients sending GETs through the gateway without pause, recording every answer."""
+
+    def __init__(self, http: aiohttp.ClientSession, url: str, token: str, clients: int = 3):
+        self.http, self.url, self.token = http, url, token
+        self.answers: list[tuple[float, float, int]] = []  # (sent, answered, status)
+        self.tasks = [asyncio.create_task(self._client()) for _ in range(clients)]
+
+    async def _client(self) -> None:
+        while True:
+            sent = time.monotonic()
+            try:
+                async with self.http.get(self.url, headers={
+                        "Authorization": f"Bearer {self.token}"}) as resp:
+                    await resp.read()
+                    status = resp.status
+            except aiohttp.ClientError:
+                status = 0
+            self.answers.append((sent, time.monotonic(), status))
+            await asyncio.sleep(0.005)  # pacing, so the workers keep some CPU for Kafka
+
+    def since(self, t: float) -> list[tuple[float, float, int]]:
+        return [a for a in self.answers if a[0] >= t]
+
+    async def answered_since(self, t: float, n: int) -> None:
+        async def enough() -> bool:
+            return len(self.since(t)) >= n
+        await wait_until(enough, 60, 0.1, f"{n} answers")
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def served(http: aiohttp.ClientSession, worker: Proc, route: str) -> float:
+    """How many requests of `route` the worker answered (its own /metrics, asked directly)."""
+    async with http.get(worker.url + "/metrics", timeout=aiohttp.ClientTimeout(total=2)) as r:
+        text = await r.text()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("kilat_http_request_duration_seconds_count{")
+               and f'route="{route}"' in line)
+
+
+async def websockets_on(http: aiohttp.ClientSession, worker: Proc) -> float:
+    async with http.get(worker.url + "/metrics", timeout=aiohttp.ClientTimeout(total=2)) as r:
+        text = await r.text()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("kilat_websocket_connections "))
+
+
+def ejected_at(gateway: Proc, worker: Proc, nth: int) -> float:
+    """When the gateway logged ejecting the worker for the `nth` time (a figure, not a check)."""
+    from datetime import datetime
+
+    lines = [line for line in gateway.log_path.read_text(errors="replace").splitlines()
+             if f"upstream {worker.url} ejected" in line]
+    stamp = lines[nth - 1][:23]  # "%Y-%m-%d %H:%M:%S,mmm", local time
+    return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+async def open_tracking_socket(http, base: str, booking_id: str, token: str):
+    """A tracking WebSocket through the gateway. Refusals by a worker (503 while its tables
+    recover after a rebalance) are waited out; a refusal by the gateway itself (502/504: it
+    sent the upgrade to a worker that is down) fails at once."""
+    url = base.replace("http", "ws", 1) + f"/ws/tracking/{booking_id}?token={token}"
+
+    async def opened():
+        try:
+            return await http.ws_connect(url)
+        except aiohttp.WSServerHandshakeError as exc:
+            if exc.status in (502, 504):
+                raise Fatal(f"gateway answered {exc.status} to an upgrade") from None
+            return None
+    return await wait_until(opened, 60, 0.3, "tracking WebSocket open")
+
+
+async def test_gateway_routes_around_a_killed_and_a_frozen_worker(fresh_platform, http):
+    """Two workers behind the gateway. One is killed (-9), restarted, then frozen (SIGSTOP)
+    and woken (SIGCONT) while clients keep sending requests: no request fails after the first
+    failure (the GETs in flight are retried on the other worker), WebSocket upgrades go to the
+    live worker, and the worker is taken back once it answers again."""
+    from tests.test_tracking import insert_booking, user
+
+    p = fresh_platform
+    w1, w2 = p.start_worker("w1"), p.start_worker("w2")
+    await p.wait_ready(w1)
+    await p.wait_ready(w2)
+    gw = p.start_gateway(RATE_LIMIT_PER_MIN="1000000", GATEWAY_TIMEOUT_S="2")
+    await p.wait_ready(gw, "/health")
+    owner = user("owner")
+    booking_id = insert_booking(p, owner, user("runner"))
+    route = "/api/v1/petshops"
+    figures: dict[str, float] = {}
+
+    traffic = Traffic(http, gw.url + route, owner.token)
+    try:
+        # Both workers serve (round robin).
+        await wait_until(lambda: _both(http, w1, w2, route), 60, 0.2, "both workers serving")
+
+        # ---- kill -9: connections are refused at once
+        killed_at, killed_wall = time.monotonic(), time.time()
+        os.killpg(w2.popen.pid, signal.SIGKILL)
+        w2.popen.wait(10)
+        await traffic.answered_since(killed_at, 200)
+        after_kill = traffic.since(killed_at)
+        failed = [a for a in after_kill if a[2] in ROUTING_FAILURES]
+        assert len(failed) <= 1, failed[:5]
+        figures["kill_requests"], figures["kill_failures"] = len(after_kill), len(failed)
+        figures["kill_eject_s"] = ejected_at(gw, w2, 1) - killed_wall
+
+        # WebSocket upgrades reach the live worker only.
+        sockets = [await open_tracking_socket(http, gw.url, booking_id, owner.token)
+                   for _ in range(3)]
+        await wait_until(lambda: _equals(websockets_on(http, w1), 3), 10, 0.1, "3 sockets on w1")
+        for ws in sockets:
+            await ws.close()
+
+        # The worker comes back on its address and is taken back (its /health answers before
+        # its /readiness: figures are from its start and from its readiness).
+        restarted_at = time.monotonic()
+        w2 = p.start_worker("w2b", port=w2.port)
+        await p.wait_ready(w2)
+        ready_at = time.monotonic()
+        await wait_until(lambda: served(http, w2, route), 60, 0.1, "restarted worker served")
+        figures["restart_ready_s"] = ready_at - restarted_at
+        figures["restart_served_s"] = time.monotonic() - restarted_at
+
+        # ---- SIGSTOP: connections open, nothing answers (GATEWAY_TIMEOUT_S = 2 s)
+        before = await served(http, w2, route)
+        frozen_at, frozen_wall = time.monotonic(), time.time()
+        os.killpg(w2.popen.pid, signal.SIGSTOP)
+        try:
+            await traffic.answered_since(frozen_at + 3, 100)
+            after_freeze = traffic.since(frozen_at)
+            failed = [a for a in after_freeze if a[2] in ROUTING_FAILURES]
+            assert len(failed) <= 1, failed[:5]
+            figures["freeze_requests"], figures["freeze_failures"] = (
+                len(after_freeze), len(failed))
+            figures["freeze_slowest_s"] = max(a[1] - a[0] for a in after_freeze)
+            # Once the first timeout (2 s) ejected it, no request waits for the frozen worker.
+            settled = [a for a in after_freeze if a[0] > frozen_at + 3]
+            assert settled and max(a[1] - a[0] for a in settled) < 2, "still sent to frozen"
+            figures["freeze_eject_s"] = ejected_at(gw, w2, 2) - frozen_wall
+            ws = await asyncio.wait_for(
+                open_tracking_socket(http, gw.url, booking_id, owner.token), 10)
+            await wait_until(lambda: _equals(websockets_on(http, w1), 1), 10, 0.1,
+                             "the socket on w1")
+            await ws.close()
+        finally:
+            woken_at = time.monotonic()
+            os.killpg(w2.popen.pid, signal.SIGCONT)
+        await wait_until(lambda: _more(http, w2, route, before), 60, 0.1, "woken worker served")
+        figures["freeze_readmit_s"] = time.monotonic() - woken_at
+        # Over the whole run (kill, restart, freeze, wake): at most one failure per fault.
+        failed = [a for a in traffic.answers if a[2] in ROUTING_FAILURES]
+        assert len(failed) <= 2, failed[:5]
+        figures["total_requests"], figures["total_failures"] = len(traffic.answers), len(failed)
+        figures["worker_errors"] = sum(1 for a in traffic.answers
+                                       if a[2] != 200 and a[2] not in ROUTING_FAILURES)
+    finally:
+        await traffic.stop()
+    readmitted = [line.split("taken back after ")[1].split(" s")[0]
+                  for line in gw.log_path.read_text(errors="replace").splitlines()
+                  if "taken back after" in line]
+    print("gateway failover figures:", {k: round(v, 3) for k, v in figures.items()},
+          "ejected → taken back (s):", readmitted)
+
+
+async def _async(value):
+    return value
+
+
+async def _equals(awaitable, expected) -> bool:
+    return await awaitable == expected
+
+
+async def _both(http, w1: Proc, w2: Proc, route: str) -> bool:
+    return await served(http, w1, route) > 0 and await served(http, w2, route) > 0
+
+
+async def _more(http, worker: Proc, route: str, before: float) -> bool:
+    # The queued requests it answers on waking count too: wait for more than those.
+    return await served(http, worker, route) > before + 10
+
+
+async def test_one_connection_mixes_fast_and_handed_over_requests(gateway, http, upstreams):
+    """Plain GETs are served by the fast path, anything else by the aiohttp application: on
+    one keep-alive connection, pipelined, every answer comes back in order, the connection
+    moves to aiohttp at the first request the fast path does not serve, and every request
+    gets its access log line."""
+    tag = uuid.uuid4().hex[:8]
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    writer.write(
+        f"GET /api/v1/bookings/a HTTP/1.1\r\nHost: kilat\r\nX-Request-ID: {tag}-1\r\n\r\n"
+        f"HEAD /api/v1/bookings/big HTTP/1.1\r\nHost: kilat\r\nX-Request-ID: {tag}-2\r\n\r\n"
+        f"POST /api/v1/bookings/b HTTP/1.1\r\nHost: kilat\r\nX-Request-ID: {tag}-3\r\n"
+        f"Content-Length: 3\r\n\r\nabc"
+        f"GET /api/v1/reviews/c HTTP/1.1\r\nHost: kilat\r\nX-Request-ID: {tag}-4\r\n"
+        f"Connection: close\r\n\r\n".encode())
+    await writer.drain()
+    raw = await asyncio.wait_for(reader.read(), 10)  # the last request closes the connection
+    writer.close()
+    heads = [part for part in raw.split(b"HTTP/1.1 ")[1:]]
+    assert [h[:3] for h in heads] == [b"200"] * 4, raw[:500]
+    assert raw.count(b'"upstream": "booking"') == 2 and b'"upstream": "review"' in raw
+    assert b'"body_len": 3' in raw and b'"method": "POST"' in raw
+    for n in range(1, 5):
+        assert f"X-Request-ID: {tag}-{n}".encode() in raw
+    for head in heads:
+        assert b"Server: kilat" in head and b"X-Content-Type-Options: nosniff" in head
+    assert b"Access-Control-Allow-Origin: *" not in raw  # the upstream's CORS never passes
+
+    async def logged_all() -> bool:
+        text = gateway.log_path.read_text(errors="replace")
+        return all(f'"request_id": "{tag}-{n}"' in text for n in range(1, 5))
+    await wait_until(logged_all, 10, 0.1, "four access log lines")
+
+
+async def test_fast_path_edge_headers_cors_and_connection_close(gateway, http):
+    origin = "http://localhost:3000"
+    async with http.get(gateway.url + "/api/v1/auth/me", headers={"Origin": origin}) as resp:
+        assert resp.status == 200
+        assert resp.headers.getall("Access-Control-Allow-Origin") == [origin]
+        assert resp.headers["Access-Control-Allow-Credentials"] == "true"
+        assert resp.headers["Cache-Control"] == "no-store"
+        assert resp.headers["Server"] == "kilat" and "Date" in resp.headers
+        assert resp.headers["X-Upstream"] == "identity"
+        assert len(resp.headers["X-Request-ID"]) == 36
+    async with http.head(gateway.url + "/api/v1/bookings/x") as resp:
+        assert resp.status == 200 and int(resp.headers["Content-Length"]) > 0
+    async with http.delete(gateway.url + "/api/v1/bookings/x",
+                           headers={"Connection": "close"}) as resp:
+        assert (await resp.json())["method"] == "DELETE"
+        assert resp.headers.get("Connection", "").lower() == "close"
