@@ -9,7 +9,8 @@ setup:            ## Python deps, Kafka, PostgreSQL/PostGIS, migrations (idempot
 run:              ## Kafka + PostGIS + Faust worker(s) + gateway on :8080 (WORKERS=2 for two)
 	scripts/run.sh
 
-test: setup       ## the whole suite against real Kafka and PostGIS
+test: setup       ## the whole suite against real Kafka and PostGIS (and Debian's chromium)
+	scripts/bootstrap.sh --browser
 	.venv/bin/ruff check .
 	.venv/bin/pytest -q -p no:cacheprovider
 

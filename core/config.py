@@ -148,6 +148,13 @@ class Settings:
     login_max_failures: int = 5
     login_max_failures_per_address: int = 20
     login_max_failures_per_account: int = 50
+    # The public trip page (web/share_page.py): map tiles (the only third-party requests it
+    # makes; empty: no map, text only), where Leaflet is installed, how often open pages'
+    # trip status is re-read.
+    share_tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    share_tile_attribution: str = "© OpenStreetMap contributors"
+    leaflet_dir: str = "/usr/share/javascript/leaflet"
+    share_status_poll_s: float = 2.0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -211,4 +218,9 @@ def settings() -> Settings:
         login_max_failures=_int("LOGIN_MAX_FAILURES", 5),
         login_max_failures_per_address=_int("LOGIN_MAX_FAILURES_PER_ADDRESS", 20),
         login_max_failures_per_account=_int("LOGIN_MAX_FAILURES_PER_ACCOUNT", 50),
+        share_tile_url=os.environ.get("SHARE_TILE_URL", Settings.share_tile_url),
+        share_tile_attribution=os.environ.get("SHARE_TILE_ATTRIBUTION",
+                                              Settings.share_tile_attribution),
+        leaflet_dir=os.environ.get("LEAFLET_DIR", Settings.leaflet_dir),
+        share_status_poll_s=_float("SHARE_STATUS_POLL_S", 2.0),
     )

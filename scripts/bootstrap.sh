@@ -1,12 +1,26 @@
 #!/usr/bin/env bash
 # Creates .venv and installs Kilat with its test dependencies (idempotent: re-runs only when
-# setup.cfg changed). Installs the Debian build prerequisites when missing.
+# setup.cfg changed). Installs the Debian build prerequisites when missing, and Leaflet for the
+# public trip page (served by the workers, never from a CDN). `--browser` also installs
+# Debian's chromium, which the browser test drives (make test, CI).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PY="${PYTHON:-python3}"
 if ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+fi
+apt_install() {
+  [[ -n "${APT_UPDATED:-}" ]] || { apt-get update -qq >/dev/null; APT_UPDATED=1; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+if [[ ! -f /usr/share/javascript/leaflet/leaflet.js ]]; then
+  echo "[bootstrap] installing libjs-leaflet" >&2
+  apt_install libjs-leaflet
+fi
+if [[ "${1:-}" == "--browser" ]] && ! command -v chromium >/dev/null; then
+  echo "[bootstrap] installing chromium (browser tests)" >&2
+  apt_install chromium
 fi
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
 stamp="$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-16)"

@@ -412,6 +412,9 @@ MATRIX: list[Row] = [
         args={"booking_id": "booking"}),
     Row("GET", "/ws/tracking/{booking_id}", participants(101), args={"booking_id": "booking"},
         ws=True),
+    # The share link is the capability: anyone holding it may watch, read-only.
+    Row("GET", "/ws/tracking/shared/{token}", everyone(101), args={"token": "share_token"},
+        ws=True),
     # ------------------------------------------------ notifications (someone else's: 404)
     Row("GET", "/api/v1/notifications", signed_in(200)),
     Row("POST", "/api/v1/notifications/fcm-token", signed_in(200), body={"token": "fcm-abc"}),

@@ -84,7 +84,7 @@ def build_spec(app: web.Application) -> dict[str, Any]:
         if (route.method, path) not in PUBLIC_OPERATIONS and not path.startswith("/ws/"):
             op["security"] = [{"bearer": []}]
             op["responses"]["401"] = {"description": "Not authenticated"}
-        if path.startswith("/ws/"):
+        if path.startswith("/ws/") and "{token}" not in path:  # a share link's is in the path
             op["parameters"].append({"name": "token", "in": "query", "required": True,
                                      "schema": {"type": "string"}})
             op["responses"]["101"] = {"description": "WebSocket upgrade"}

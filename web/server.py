@@ -27,6 +27,7 @@ from web import (
     payment,
     review,
     runner,
+    share_page,
     tracking,
 )
 from web.http import ApiError, json_response
@@ -107,5 +108,6 @@ _web_app = app.web.web_app
 _web_app.middlewares.append(request_context)
 _web_app.middlewares.append(idempotency)  # inside request_context: it sees views' errors
 _web_app.on_response_prepare.append(security_headers)
-for _module in (health, metrics, identity, booking, payment, runner, tracking, notification, review):
+for _module in (health, metrics, identity, booking, payment, runner, tracking, share_page,
+                notification, review):
     _web_app.router.add_routes(_module.routes)

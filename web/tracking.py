@@ -134,7 +134,7 @@ def chat_dto(m: Row) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- tracks
 
-@routes.get("/api/v1/tracking/shared/{token}")
+# Routed by web/share_page.py, which answers browsers with the live page.
 async def shared_tracking(request: web.Request) -> web.Response:
     """Public read of a shared trip (no auth: the token is the capability)."""
     token = request.match_info["token"]
