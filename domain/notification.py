@@ -94,6 +94,15 @@ def money(cents: Any) -> str:
         return ""
 
 
+def paid_cents(data: dict[str, Any]) -> int | None:
+    """What the owner paid, from the split (payout + fee = amount): escrow releases recorded
+    before they carried `amount_cents` still name the amount."""
+    try:
+        return int(data["runner_payout_cents"]) + int(data["platform_fee_cents"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def template_vars(event_type: str, data: dict[str, Any], role: str, user_id: str,
                   booking: dict[str, Any] | None = None) -> dict[str, str]:
     """Variables a template may use: every payload field as text, plus formatted amounts."""
@@ -104,7 +113,7 @@ def template_vars(event_type: str, data: dict[str, Any], role: str, user_id: str
     values.setdefault("booking_number", "")
     values.setdefault("booking_id", "")
     amount = (data.get("final_price_cents") or data.get("amount_cents")
-              or data.get("estimated_price_cents"))
+              or data.get("estimated_price_cents") or paid_cents(data))
     values["amount"] = money(amount)
     values["runner_payout"] = money(data.get("runner_payout_cents"))
     values["platform_fee"] = money(data.get("platform_fee_cents"))

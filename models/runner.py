@@ -33,7 +33,7 @@ runners = Table(
     Column("vehicle_type", String(20), nullable=False),
     Column("vehicle_plate", String(20), nullable=False),
     Column("vehicle_model", String(100), nullable=False),
-    Column("vehicle_year", Integer, nullable=False),
+    Column("vehicle_year", Integer),  # optional since migration 0016 (NULL: not given)
     Column("air_conditioned", Boolean, nullable=False, server_default="false"),
     Column("session_status", String(20), nullable=False, server_default="inactive"),
     Column("rating", Numeric(3, 2), nullable=False, server_default="0"),

@@ -70,6 +70,8 @@ async def release_escrow(conn: Connection, payment: Row, runner_id: str) -> Row:
     released = _saved(await update_payment(conn, payment, escrow_status=RELEASED,
                                            runner_id=runner_id, escrow_released_at=func.now()))
     await emit_payment(conn, "payment.escrow_released", released, {
+        # The owner's "Payment released" notification names what they paid.
+        "amount_cents": released["amount_cents"],
         "runner_id": runner_id, "runner_payout_cents": released["runner_payout_cents"],
         "platform_fee_cents": released["platform_fee_cents"], "currency": released["currency"],
         "owner_id": str(released["owner_id"]),

@@ -151,6 +151,9 @@ async def test_booking_journey_notifies_owner_and_runner_on_every_channel(env: E
     assert accepted[r]["title"] == "Job Accepted"
     payout = next(i for i in runner_items if i["type"] == "payment.escrow_released")
     assert payout["body"] == f"You earned RM 12.84 for booking {number}"  # 85 % of RM 15.10
+    paid = next(i for i in owner_items if i["type"] == "payment.escrow_released")
+    assert paid["body"] == (f"Your payment of RM 15.10 for booking {number} was released "
+                            "to the runner")
     held = next(i for i in owner_items if i["type"] == "payment.escrow_held")
     assert held["body"] == (f"We are holding RM 15.10 for booking {number} until you confirm "
                             "the delivery")

@@ -432,10 +432,11 @@ async def test_completed_booking_releases_escrow_exactly_once(pay, fake_stripe, 
     await processed(pay, again_id)
     assert released["_key"] == booking_id and released["source"] == "service-payment"
     data = released["data"]
-    assert {k: data[k] for k in ("payment_id", "runner_id", "runner_payout_cents",
+    assert {k: data[k] for k in ("payment_id", "runner_id", "amount_cents", "runner_payout_cents",
                                  "platform_fee_cents", "currency", "owner_id")} == {
-        "payment_id": payment["id"], "runner_id": runner_id, "runner_payout_cents": 127500,
-        "platform_fee_cents": 22500, "currency": "MYR", "owner_id": owner.user["id"]}
+        "payment_id": payment["id"], "runner_id": runner_id, "amount_cents": 150000,
+        "runner_payout_cents": 127500, "platform_fee_cents": 22500, "currency": "MYR",
+        "owner_id": owner.user["id"]}
     assert len(outbox_events(pay, "payment.escrow_released", booking_id)) == 1
     assert len(fake_stripe.calls("/capture")) >= 1
     [capture] = fake_stripe.calls(f"/v1/payment_intents/{payment['stripe_payment_id']}/capture")

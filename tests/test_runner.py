@@ -90,7 +90,6 @@ async def test_register_runner_with_explicit_name_and_validation(platform, http,
         ({"vehicle_type": "X" * 21}, "vehicle_type", "max"),
         ({"vehicle_plate": ""}, "vehicle_plate", "required"),
         ({"vehicle_model": None}, "vehicle_model", "string_type"),
-        ({"vehicle_year": 0}, "vehicle_year", "required"),
         ({"vehicle_plate": "X" * 21}, "vehicle_plate", "max"),
     ]:
         status, body = await c.post("/api/v1/runners", {**VEHICLE, **patch})
@@ -114,6 +113,27 @@ async def test_register_runner_with_explicit_name_and_validation(platform, http,
     rows = platform.sql("SELECT vehicle_year, vehicle_type FROM runners WHERE user_id = %s",
                         (c.user["id"],))
     assert rows == [{"vehicle_year": 2021, "vehicle_type": "motorbike"}]
+
+
+async def test_vehicle_year_is_optional(platform, new_client) -> None:
+    """The runner web app labels the year optional and leaves it out: missing, null and 0
+    (Go's "not given") are stored as NULL; a negative year is still refused."""
+    without = {k: v for k, v in VEHICLE.items() if k != "vehicle_year"}
+    for body in (without, {**without, "vehicle_year": None}, {**without, "vehicle_year": 0}):
+        c = await new_client("runner")
+        status, resp = await c.post("/api/v1/runners", body)
+        assert status == 201, (body, resp)
+        assert set(resp["data"]) == RUNNER_KEYS
+        rows = platform.sql("SELECT vehicle_year FROM runners WHERE user_id = %s",
+                            (c.user["id"],))
+        assert rows == [{"vehicle_year": None}]
+        status, resp = await c.put("/api/v1/runners/me", {"vehicle_year": 2019})
+        assert status == 200, resp
+        assert platform.sql("SELECT vehicle_year FROM runners WHERE user_id = %s",
+                            (c.user["id"],)) == [{"vehicle_year": 2019}]
+    c = await new_client("runner")
+    status, resp = await c.post("/api/v1/runners", {**without, "vehicle_year": -1})
+    assert status == 400 and resp["success"] is False and "VehicleYear" in resp["error"], resp
 
 
 async def test_roles_and_missing_profile(platform, http, new_client) -> None:

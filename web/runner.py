@@ -97,7 +97,9 @@ class RegisterRunnerRequest(Body):
     vehicle_type: VehicleType
     vehicle_plate: Annotated[ReqStr, Field(max_length=20)]
     vehicle_model: Annotated[ReqStr, Field(max_length=100)]
-    vehicle_year: Annotated[int, AfterValidator(_required), Field(gt=0, lt=10000)]
+    # Optional too: the runner web app labels it so and leaves it out. Missing, null or 0 (Go's
+    # zero value, "not given") is stored as NULL.
+    vehicle_year: int | None = Field(None, ge=0, lt=10000)
     air_conditioned: bool = False
 
 
@@ -251,7 +253,7 @@ async def register_runner(request: web.Request) -> web.Response:
         row = await store.create_runner(conn, {
             "user_id": me.user_id, "full_name": full_name[:255], "phone": phone[:20],
             "vehicle_type": body.vehicle_type, "vehicle_plate": body.vehicle_plate,
-            "vehicle_model": body.vehicle_model, "vehicle_year": body.vehicle_year,
+            "vehicle_model": body.vehicle_model, "vehicle_year": body.vehicle_year or None,
             "air_conditioned": body.air_conditioned,
         })
         if row is None:
