@@ -6,7 +6,8 @@
 `seed-demo` adds the demo pet shops, an owner and runners online around Kuala Lumpur, plus the
 fixed test accounts the mobile apps ship with (`SEED_ACCOUNTS`; created once, reused after).
 `demo` books a delivery, pays, accepts, picks up, streams the recorded 5 km GPS trace through
-`POST /api/v1/runners/me/location` and delivers, printing what to open while it runs.
+`POST /api/v1/runners/me/location` and delivers, printing what to open while it runs (among
+it the share link's live trip page, for a browser).
 """
 
 from __future__ import annotations
@@ -160,6 +161,9 @@ async def run_demo(base: str, interval: float, say) -> None:
             f"escrow {payment['escrow_status']}")
         say(f"live    {ws_base}/ws/tracking/{bid}?token={owner.token}")
         say(f"track   {base}/api/v1/tracking/{bid}  (Bearer owner token)")
+        # The link the owner would send to family: a live page in any browser, no sign-in.
+        share = await owner.call("POST", f"/api/v1/tracking/{bid}/share")
+        say(f"page    {base}{share['share_url']}  (open in a browser: the live trip page)")
         for point in trace:
             await runner.call("POST", "/api/v1/runners/me/location", {
                 "latitude": point["latitude"], "longitude": point["longitude"],

@@ -290,3 +290,15 @@ async def test_share_page_in_a_real_browser(platform: Platform, new_client, tmp_
               if urlsplit(u).netloc not in (gateway.netloc, tiles) and not u.startswith("data:")]
     assert others == []
     assert any("/api/v1/tracking/assets/leaflet/" in u for u in requests)
+
+
+async def test_demo_prints_the_live_page(platform: Platform, http) -> None:
+    """`make demo` (kilat demo) prints the share page's URL; after the delivery it shows the end."""
+    out = await platform.kilat("demo", "--base-url", platform.base_url, "--interval", "0")
+    [line] = [line for line in out.splitlines() if line.startswith("page ")]
+    url = line.split()[1]
+    assert url.startswith(f"{platform.base_url}/api/v1/tracking/shared/")
+    status, ctype, (_, page) = await get(http, url, "text/html")
+    assert (status, ctype) == (200, "text/html")
+    assert "Comot&#x27;s trip" in page or "Comot's trip" in page
+    assert "Comot has arrived. The trip has ended." in page

@@ -158,8 +158,9 @@ async def live_page(share: Row) -> web.Response:
 
 @routes.get("/api/v1/tracking/shared/{token}")
 async def shared_trip(request: web.Request) -> web.StreamResponse:
-    """Public read of a shared trip (no auth: the token is the capability); a live HTML page
-    for browsers (`Accept: text/html`), the contract's JSON otherwise."""
+    """Public read of a shared trip: a live page for browsers, the contract's JSON otherwise.
+
+    No auth: the token is the capability. `Accept` ranking `text/html` above JSON → HTML."""
     if not rules.prefers_html(request.headers.get("Accept", "")):
         response = await tracking.shared_tracking(request)
         response.headers["Vary"] = "Accept"
