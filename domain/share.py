@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from domain.booking import ACCEPTED, CANCELLED, COMPLETED, DELIVERED, IN_PROGRESS, REQUESTED
 from domain.tracking import ACTIVE
@@ -104,3 +105,20 @@ def prefers_html(accept: str) -> bool:
 
     html = ranks.get("text/html", 0.0)
     return html > 0 and html > rank("application/json")
+
+
+def tile_source(url: str) -> str:
+    """The CSP source of the tile server (`{s}` subdomains become a wildcard), or ''."""
+    parts = urlsplit(url.replace("{s}", "a"))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return ""
+    host = parts.netloc.replace("a.", "*.", 1) if "{s}." in url else parts.netloc
+    return f"{parts.scheme}://{host}"
+
+
+def content_security_policy(tile_url: str) -> str:
+    """Same-origin scripts, styles and WebSocket; images also from the tile server only."""
+    img = " ".join(filter(None, ("'self'", "data:", tile_source(tile_url))))
+    return ("default-src 'none'; script-src 'self'; style-src 'self'; "
+            f"img-src {img}; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+            "frame-ancestors 'none'")

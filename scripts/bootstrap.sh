@@ -20,7 +20,7 @@ if [[ ! -f /usr/share/javascript/leaflet/leaflet.js ]]; then
 fi
 if [[ "${1:-}" == "--browser" ]] && ! command -v chromium >/dev/null; then
   echo "[bootstrap] installing chromium (browser tests)" >&2
-  apt_install chromium
+  apt_install chromium fonts-dejavu-core
 fi
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
 stamp="$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-16)"

@@ -16,7 +16,13 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from domain.share import prefers_html, public_location, status_text
+from domain.share import (
+    content_security_policy,
+    prefers_html,
+    public_location,
+    status_text,
+    tile_source,
+)
 from models.events import new_event
 from tests.platform import Platform, wait_until
 from tests.test_tracking import booked
@@ -58,6 +64,15 @@ def test_accept_header_picks_the_page_only_for_browsers() -> None:
     for api in ("", "*/*", "application/json", "application/json, text/html",
                 "text/html;q=0.5, application/json", "text/html;q=0, */*", "text/plain"):
         assert not prefers_html(api), api
+
+
+def test_csp_names_only_the_tile_server() -> None:
+    assert tile_source("https://tile.openstreetmap.org/{z}/{x}/{y}.png") == \
+        "https://tile.openstreetmap.org"
+    assert tile_source("https://{s}.tile.example.org:8443/{z}/{x}/{y}.png") == \
+        "https://*.tile.example.org:8443"
+    assert tile_source("") == "" and tile_source("javascript:alert(1)") == ""
+    assert "img-src 'self' data:;" in content_security_policy("")
 
 
 def test_public_frames_carry_no_ids_and_no_chat() -> None:
@@ -118,9 +133,10 @@ async def test_share_link_answers_browsers_with_a_page_and_api_clients_with_json
                  "WHERE share_token = %s", (token,))
     status, ctype, (_, page) = await get(http, url, browser)
     assert (status, ctype) == (410, "text/html") and "This trip link has expired" in page
-    status, _, (_, text) = await get(http, url, "application/json")
+    status, _, (headers, text) = await get(http, url, "application/json")
     assert (status, json.loads(text)) == (
         404, {"success": False, "error": "share link has expired"})
+    assert headers["Vary"] == "Accept"
 
 
 async def test_html_page_escapes_the_pet_name(platform: Platform, new_client, http) -> None:

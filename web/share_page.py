@@ -26,7 +26,6 @@ from functools import lru_cache
 from pathlib import Path
 from string import Template
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
@@ -80,27 +79,10 @@ def leaflet_available() -> bool:
     return leaflet_script() is not None
 
 
-def tile_source(url: str) -> str:
-    """The CSP source of the tile server (`{s}` subdomains become a wildcard), or ''."""
-    parts = urlsplit(url.replace("{s}", "a"))
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return ""
-    host = parts.netloc.replace("a.", "*.", 1) if "{s}." in url else parts.netloc
-    return f"{parts.scheme}://{host}"
-
-
-def content_security_policy(tile_url: str) -> str:
-    """Same-origin scripts, styles and WebSocket; images also from the tile server only."""
-    img = " ".join(filter(None, ("'self'", "data:", tile_source(tile_url))))
-    return ("default-src 'none'; script-src 'self'; style-src 'self'; "
-            f"img-src {img}; connect-src 'self'; base-uri 'none'; form-action 'none'; "
-            "frame-ancestors 'none'")
-
-
 def _page(status: int, body: str, tile_url: str = "") -> web.Response:
     response = web.Response(status=status, text=body, content_type="text/html",
                             charset="utf-8")
-    response.headers["Content-Security-Policy"] = content_security_policy(tile_url)
+    response.headers["Content-Security-Policy"] = rules.content_security_policy(tile_url)
     response.headers["Cache-Control"] = "no-store"  # live data; the token is in the URL
     response.headers["Referrer-Policy"] = "no-referrer"  # nor sent to the tile server
     response.headers["Vary"] = "Accept"
@@ -162,8 +144,11 @@ async def shared_trip(request: web.Request) -> web.StreamResponse:
 
     No auth: the token is the capability. `Accept` ranking `text/html` above JSON → HTML."""
     if not rules.prefers_html(request.headers.get("Accept", "")):
-        response = await tracking.shared_tracking(request)
-        response.headers["Vary"] = "Accept"
+        try:
+            response = await tracking.shared_tracking(request)
+        except ApiError as exc:
+            response = exc.response()
+        response.headers["Vary"] = "Accept"  # the same URL also answers with HTML
         return response
     async with db.connect() as conn:
         share = await store.share_state(conn, request.match_info["token"])

@@ -5,9 +5,27 @@
   "use strict";
   var body = document.body;
   var state = JSON.parse(document.getElementById("trip-state").textContent);
-  var points = state.waypoints.map(function (w) { return [w.latitude, w.longitude]; });
-  var last = state.waypoints.length ? state.waypoints[state.waypoints.length - 1] : null;
+  // Every fix seen, from the page, the socket and re-reads of the route, by time: merging is
+  // idempotent and order-free, so a fix the socket and a re-read both bring counts once.
+  var fixes = [];
+  var points = [];
+  var last = null;
   var ended = false;
+
+  function merge(list) {
+    var byTime = {};
+    fixes.concat(list).forEach(function (f) {
+      if (!f || typeof f.latitude !== "number" || typeof f.longitude !== "number") { return; }
+      var t = Date.parse(f.timestamp);
+      if (isNaN(t)) { return; }
+      byTime[t] = Object.assign(byTime[t] || {}, f, { t: t });
+    });
+    fixes = Object.keys(byTime).map(function (k) { return byTime[k]; })
+      .sort(function (a, b) { return a.t - b.t; });
+    points = fixes.map(function (f) { return [f.latitude, f.longitude]; });
+    last = fixes.length ? fixes[fixes.length - 1] : null;
+  }
+  merge(state.waypoints);
   var map = null, line = null, marker = null;
 
   function text(id, value) { document.getElementById(id).textContent = value; }
@@ -105,40 +123,34 @@
   }
 
   function onFix(fix) {
-    if (!fix || typeof fix.latitude !== "number" || typeof fix.longitude !== "number") { return; }
-    if (last && fix.timestamp && last.timestamp && fix.timestamp <= last.timestamp) { return; }
-    points.push([fix.latitude, fix.longitude]);
-    last = fix;
+    merge([fix]);
     showFacts();
     drawMap();
   }
 
-  // After a reconnect the route is read again, so fixes sent while offline are not missing.
+  // Each time the socket opens the route is read again: fixes stored between the page's render
+  // (or a lost connection) and the subscription are not missing.
   function reload() {
     return fetch(body.dataset.json, { headers: { Accept: "application/json" }, cache: "no-store" })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (env) {
         if (!env || !env.data) { return; }
-        var wps = env.data.waypoints || [];
-        points = wps.map(function (w) { return [w.latitude, w.longitude]; });
-        if (wps.length) {
-          var w = wps[wps.length - 1];
-          last = { latitude: w.latitude, longitude: w.longitude, timestamp: w.recorded_at };
-        }
+        merge((env.data.waypoints || []).map(function (w) {
+          return { latitude: w.latitude, longitude: w.longitude, timestamp: w.recorded_at };
+        }));
         showFacts();
         drawMap();
       }).catch(function () { /* the next frame or reconnect catches up */ });
   }
 
-  var retry = 1000, connects = 0;
+  var retry = 1000;
   function connect() {
     var proto = location.protocol === "https:" ? "wss:" : "ws:";
     var ws = new WebSocket(proto + "//" + location.host + body.dataset.ws);
     ws.onopen = function () {
       retry = 1000;
-      connects += 1;
       if (!ended) { text("connection", "Live: updates appear as the runner moves."); }
-      if (connects > 1) { reload(); }
+      reload();
     };
     ws.onmessage = function (event) {
       var frame;
