@@ -106,6 +106,7 @@ async def test_share_link_answers_browsers_with_a_page_and_api_clients_with_json
     assert "script-src 'self'" in csp and "connect-src 'self'" in csp
     assert "img-src 'self' data: https://tile.openstreetmap.org" in csp
     assert headers["Vary"] == "Accept" and headers["Cache-Control"] == "no-store"
+    assert headers["Referrer-Policy"] == "no-referrer"  # the token stays off tile requests
     assert "booking_id" not in page and booking_id not in page  # nothing but the token
     assert runner.user["id"] not in page and owner.user["id"] not in page
 
