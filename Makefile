@@ -1,5 +1,5 @@
 # Kilat: `make run` brings the platform up on :8080; `make test` runs the whole test suite.
-.PHONY: setup run test lint down bench demo seed
+.PHONY: setup run test test-faults lint down bench demo seed
 
 setup:            ## Python deps, Kafka, PostgreSQL/PostGIS, migrations (idempotent)
 	scripts/bootstrap.sh
@@ -13,6 +13,11 @@ test: setup       ## the whole suite against real Kafka and PostGIS (and Debian'
 	scripts/bootstrap.sh --browser
 	.venv/bin/ruff check .
 	.venv/bin/pytest -q -p no:cacheprovider
+
+test-faults: setup ## broker failures on a local three-broker cluster (not part of `make test`)
+	KAFKA_CLUSTER=3 scripts/infra.sh up
+	KAFKA_BROKERS=$$(scripts/infra.sh cluster-brokers) \
+	  .venv/bin/pytest -q -s -p no:cacheprovider --broker-faults tests/test_broker_faults.py
 
 demo:             ## with `make run` going in another shell: demo data and a live delivery
 	.venv/bin/kilat seed-demo

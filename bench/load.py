@@ -45,7 +45,9 @@ class Stats:
 
 
 async def client_loop(base: str, session: aiohttp.ClientSession, stats: Stats, role: str,
-                      stop_at: float) -> None:
+                      stop_at: float, think_s: float = 0.0) -> None:
+    """Sign up, then call the app's usual reads in turn until `stop_at`, pausing `think_s`
+    between calls (0: as fast as answers come)."""
     email = f"load-{uuid.uuid4().hex[:12]}@kilat.test"
     async with session.post(base + "/api/v1/auth/register", json={
             "email": email, "password": "Secret123!", "full_name": "Load", "role": role,
@@ -68,6 +70,8 @@ async def client_loop(base: str, session: aiohttp.ClientSession, stats: Stats, r
             stats.transport_errors += 1
             continue
         stats.latency[path.split("?")[0]].append(time.perf_counter() - t0)
+        if think_s:
+            await asyncio.sleep(think_s)
 
 
 async def gps_stream(topic: str, rate: int, stop_at: float, runners: int = 200) -> int:

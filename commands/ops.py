@@ -15,6 +15,7 @@ from pathlib import Path
 from faust.cli import option
 
 from commands import topic_tools
+from commands.progress import Progress
 from kilat import app
 
 
@@ -24,7 +25,9 @@ from kilat import app
 )
 async def record(self, topics: tuple[str, ...], out: str) -> None:
     """Record the whole content of topics into a JSONL fixture."""
-    count = await topic_tools.record(topics, Path(out))
+    progress = Progress("recorded", None)
+    count = await topic_tools.record(topics, Path(out), progress)
+    progress.close()
     self.say(f"recorded {count} messages from {', '.join(topics)} into {out}")
 
 
@@ -36,7 +39,10 @@ async def record(self, topics: tuple[str, ...], out: str) -> None:
 async def replay(self, path: str, speed: float, retime: bool) -> None:
     """Replay a JSONL fixture into its topics, keeping keys, order and timestamps."""
     lines = topic_tools.load_fixture(Path(path))
-    count = await topic_tools.replay(lines, speed=speed, keep_timestamps=not retime)
+    progress = Progress("replayed", len(lines))
+    count = await topic_tools.replay(lines, speed=speed, keep_timestamps=not retime,
+                                     progress=progress)
+    progress.close()
     self.say(f"replayed {count} messages from {path}")
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from commands.progress import Progress
 from core.config import settings
 
 
@@ -31,10 +32,10 @@ def _logical(topic: str) -> str:
     return topic[len(prefix):] if prefix and topic.startswith(prefix) else topic
 
 
-async def read_all(topics: Iterable[str], *, physical: bool = False,
-                   timeout: float = 10.0) -> list[dict[str, Any]]:
+async def read_all(topics: Iterable[str], *, physical: bool = False, timeout: float = 10.0,
+                   progress: Progress | None = None) -> list[dict[str, Any]]:
     """Every message now on `topics` (all partitions, from the beginning), as fixture lines,
-    sorted by (timestamp, topic, partition, offset)."""
+    sorted by (timestamp, topic, partition, offset); counted on `progress` as they are read."""
     names = [t if physical else _physical(t) for t in topics]
     consumer = AIOKafkaConsumer(bootstrap_servers=settings().kafka_brokers,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
@@ -47,6 +48,9 @@ async def read_all(topics: Iterable[str], *, physical: bool = False,
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
+        if progress is not None:
+            starts = await consumer.beginning_offsets(tps)
+            progress.total = sum(ends[tp] - starts[tp] for tp in tps)
         lines: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -54,6 +58,8 @@ async def read_all(topics: Iterable[str], *, physical: bool = False,
             if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
                 break
             batch = await consumer.getmany(timeout_ms=200)
+            if progress is not None:
+                progress.advance(sum(len(records) for records in batch.values()))
             for records in batch.values():
                 for rec in records:
                     line: dict[str, Any] = {
@@ -72,8 +78,8 @@ async def read_all(topics: Iterable[str], *, physical: bool = False,
         await consumer.stop()
 
 
-async def record(topics: Iterable[str], out: Path) -> int:
-    lines = await read_all(topics)
+async def record(topics: Iterable[str], out: Path, progress: Progress | None = None) -> int:
+    lines = await read_all(topics, progress=progress)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w") as fh:
         for line in lines:
@@ -95,10 +101,10 @@ def _payload(line: dict[str, Any]) -> bytes:
 
 
 async def replay(lines: list[dict[str, Any]], *, speed: float = 0.0,
-                 keep_timestamps: bool = True) -> int:
+                 keep_timestamps: bool = True, progress: Progress | None = None) -> int:
     """Produce fixture lines in order, with their keys (and original timestamps unless
     `keep_timestamps=False`). `speed` > 0 reproduces the recorded gaps divided by `speed`
-    (1.0 = real time); 0 sends as fast as possible."""
+    (1.0 = real time); 0 sends as fast as possible. Each send is counted on `progress`."""
     producer = AIOKafkaProducer(bootstrap_servers=settings().kafka_brokers, acks="all",
                                 enable_idempotence=True)
     await producer.start()
@@ -118,6 +124,8 @@ async def replay(lines: list[dict[str, Any]], *, speed: float = 0.0,
                 key=key.encode() if key is not None else None,
                 timestamp_ms=line["timestamp"] if keep_timestamps else None,
             ))
+            if progress is not None:
+                progress.advance()
         await asyncio.gather(*futures)
         return len(lines)
     finally:

@@ -138,11 +138,25 @@ async def signed_in_admin(platform: Platform, http: aiohttp.ClientSession) -> Cl
     return c
 
 
+def pytest_addoption(parser) -> None:
+    parser.addoption("--broker-faults", action="store_true",
+                     help="run the broker fault tests on the three-broker cluster "
+                          "(make test-faults); without it they are deselected")
+
+
 def pytest_configure(config) -> None:
     config.addinivalue_line(
         "markers", "infra_faults: stops shared infrastructure; runs after every other test")
+    config.addinivalue_line(
+        "markers", "broker_faults: kills brokers of the three-broker cluster (--broker-faults)")
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """Tests that stop PostgreSQL or Kafka run last, so no other test sees the outage."""
+    """Tests that stop PostgreSQL or Kafka run last, so no other test sees the outage. Broker
+    fault tests need the three-broker cluster: deselected (not passed) unless asked for."""
+    if not config.getoption("--broker-faults"):
+        faults = [item for item in items if item.get_closest_marker("broker_faults")]
+        if faults:
+            config.hook.pytest_deselected(items=faults)
+            items[:] = [item for item in items if not item.get_closest_marker("broker_faults")]
     items.sort(key=lambda item: item.get_closest_marker("infra_faults") is not None)
