@@ -140,6 +140,10 @@ class Settings:
     db_lock_timeout_ms: int = 5_000
     db_idle_in_transaction_timeout_ms: int = 15_000
     idempotency_lease_s: float = 60.0
+    # Money sagas (streams/sagas.py): a release or refund still owed this long after the
+    # booking's outcome is driven forward by the reconciler, which looks every interval.
+    saga_step_timeout_s: float = 60.0
+    saga_reconcile_interval_s: float = 10.0
     log_json: bool = False
     # Addresses whose X-Forwarded-Proto is believed (for HSTS); empty: none.
     trusted_proxies: frozenset[str] = frozenset()
@@ -210,6 +214,9 @@ def settings() -> Settings:
         db_lock_timeout_ms=_int("KILAT_DB_LOCK_TIMEOUT_MS", 5_000),
         db_idle_in_transaction_timeout_ms=_int("KILAT_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 15_000),
         idempotency_lease_s=_float("IDEMPOTENCY_LEASE_S", 60.0),
+        saga_step_timeout_s=_float("SAGA_STEP_TIMEOUT_S", Settings.saga_step_timeout_s),
+        saga_reconcile_interval_s=_float("SAGA_RECONCILE_INTERVAL_S",
+                                         Settings.saga_reconcile_interval_s),
         log_json=os.environ.get("KILAT_LOG_JSON", "") in ("1", "true", "yes"),
         trusted_proxies=frozenset(
             p.strip() for p in os.environ.get("KILAT_TRUSTED_PROXIES", "").split(",")
