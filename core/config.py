@@ -108,6 +108,10 @@ class Settings:
     kafka_brokers: str = "127.0.0.1:9092"
     topic_prefix: str = ""
     topic_partitions: int = 3
+    # Copies of every partition (changelogs included) and how many must have a write before it
+    # is acknowledged: see replication_defaults.
+    topic_replication_factor: int = 1
+    topic_min_insync_replicas: int = 1
     database_url: str = "postgresql://kilat:kilat@127.0.0.1:5432/kilat"
     data_dir: str = "var/worker"
     web_port: int = 6066
@@ -166,6 +170,15 @@ class Settings:
         return self.env == "production"
 
 
+def replication_defaults(brokers: str) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) for a cluster given as `KAFKA_BROKERS`.
+
+    One local broker cannot hold copies; three or more hold three copies and acknowledge a
+    write once two have it, so one broker may fail without losing or refusing a write."""
+    count = len([b for b in brokers.split(",") if b.strip()])
+    return (3, 2) if count >= 3 else (1, 1)
+
+
 def topic_name(name: str) -> str:
     """The Kafka topic name for a logical topic, with the deployment's prefix."""
     return f"{settings().topic_prefix}{name}"
@@ -176,12 +189,15 @@ def settings() -> Settings:
     env = environment(os.environ)
     secret = jwt_secret(os.environ)
     brokers = os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092")
+    replicas, min_insync = replication_defaults(brokers)
     return Settings(
         env=env,
         app_id=os.environ.get("KILAT_APP_ID", "kilat"),
         kafka_brokers=brokers,
         topic_prefix=os.environ.get("KILAT_TOPIC_PREFIX", ""),
         topic_partitions=_int("KILAT_TOPIC_PARTITIONS", 3),
+        topic_replication_factor=_int("KILAT_TOPIC_REPLICATION_FACTOR", replicas),
+        topic_min_insync_replicas=_int("KILAT_TOPIC_MIN_INSYNC_REPLICAS", min_insync),
         database_url=os.environ.get(
             "DATABASE_URL", "postgresql://kilat:kilat@127.0.0.1:5432/kilat"
         ),
