@@ -101,3 +101,12 @@ def require(data: dict, *keys: str) -> None:
     missing = [k for k in keys if data.get(k) in (None, "")]
     if missing:
         raise MalformedEvent(f"payload is missing {', '.join(missing)}")
+
+
+def require_uuid(data: dict, key: str) -> str:
+    """The payload's `key` as a canonical UUID string; MalformedEvent if absent or not one."""
+    require(data, key)
+    try:
+        return str(uuid.UUID(str(data[key])))
+    except ValueError:
+        raise MalformedEvent(f"{key} is not a UUID") from None

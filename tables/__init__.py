@@ -1,3 +1,3 @@
 """Faust tables (RocksDB-backed, changelogged to Kafka) and their typed accessors."""
 
-from tables import confirmations, login_throttle, runners, sessions, trips  # noqa: F401
+from tables import confirmations, login_throttle, runners, sagas, sessions, trips  # noqa: F401
