@@ -12,6 +12,7 @@ import faust
 
 from core.config import settings, topic_name
 from core.logs import logging_config
+from core.replication import broker_urls, replicated_topic_class
 from models import events as ev
 
 cfg = settings()
@@ -19,13 +20,15 @@ cfg = settings()
 app = faust.App(
     cfg.app_id,
     **({"canonical_url": cfg.canonical_url} if cfg.canonical_url else {}),
-    broker=[f"kafka://{host.strip()}" for host in cfg.kafka_brokers.split(",") if host.strip()],
+    broker=broker_urls(cfg.kafka_brokers),
     store="rocksdb://",
     datadir=cfg.data_dir,
     autodiscover=False,
     origin="kilat",
     topic_partitions=cfg.topic_partitions,
-    topic_replication_factor=1,
+    # Every topic, changelogs included, replicated as configured (core/replication.py).
+    topic_replication_factor=cfg.topic_replication_factor,
+    Topic=replicated_topic_class(cfg.topic_replication_factor, cfg.topic_min_insync_replicas),
     topic_allow_declare=True,
     web_port=cfg.web_port,
     web_host=cfg.web_host,
@@ -35,7 +38,7 @@ app = faust.App(
     web_graph_enabled=False,
     web_router_enabled=False,
     web_application_options={"client_max_size": 1024 * 1024},
-    producer_acks=-1,
+    producer_acks=-1,  # with idempotence: the transport of broker_urls
     broker_commit_every=100,
     broker_commit_interval=1.0,
     stream_wait_empty=False,

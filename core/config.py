@@ -108,6 +108,10 @@ class Settings:
     kafka_brokers: str = "127.0.0.1:9092"
     topic_prefix: str = ""
     topic_partitions: int = 3
+    # Copies of every partition (changelogs included) and how many must have a write before it
+    # is acknowledged: see replication_defaults.
+    topic_replication_factor: int = 1
+    topic_min_insync_replicas: int = 1
     database_url: str = "postgresql://kilat:kilat@127.0.0.1:5432/kilat"
     data_dir: str = "var/worker"
     web_port: int = 6066
@@ -140,6 +144,10 @@ class Settings:
     db_lock_timeout_ms: int = 5_000
     db_idle_in_transaction_timeout_ms: int = 15_000
     idempotency_lease_s: float = 60.0
+    # Money sagas (streams/sagas.py): a release or refund still owed this long after the
+    # booking's outcome is driven forward by the reconciler, which looks every interval.
+    saga_step_timeout_s: float = 60.0
+    saga_reconcile_interval_s: float = 10.0
     log_json: bool = False
     # Addresses whose X-Forwarded-Proto is believed (for HSTS); empty: none.
     trusted_proxies: frozenset[str] = frozenset()
@@ -165,6 +173,15 @@ class Settings:
         return self.env == "production"
 
 
+def replication_defaults(brokers: str) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) for a cluster given as `KAFKA_BROKERS`.
+
+    One local broker cannot hold copies; three or more hold three copies and acknowledge a
+    write once two have it, so one broker may fail without losing or refusing a write."""
+    count = len([b for b in brokers.split(",") if b.strip()])
+    return (3, 2) if count >= 3 else (1, 1)
+
+
 def topic_name(name: str) -> str:
     """The Kafka topic name for a logical topic, with the deployment's prefix."""
     return f"{settings().topic_prefix}{name}"
@@ -175,12 +192,15 @@ def settings() -> Settings:
     env = environment(os.environ)
     secret = jwt_secret(os.environ)
     brokers = os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092")
+    replicas, min_insync = replication_defaults(brokers)
     return Settings(
         env=env,
         app_id=os.environ.get("KILAT_APP_ID", "kilat"),
         kafka_brokers=brokers,
         topic_prefix=os.environ.get("KILAT_TOPIC_PREFIX", ""),
         topic_partitions=_int("KILAT_TOPIC_PARTITIONS", 3),
+        topic_replication_factor=_int("KILAT_TOPIC_REPLICATION_FACTOR", replicas),
+        topic_min_insync_replicas=_int("KILAT_TOPIC_MIN_INSYNC_REPLICAS", min_insync),
         database_url=os.environ.get(
             "DATABASE_URL", "postgresql://kilat:kilat@127.0.0.1:5432/kilat"
         ),
@@ -213,6 +233,9 @@ def settings() -> Settings:
         db_lock_timeout_ms=_int("KILAT_DB_LOCK_TIMEOUT_MS", 5_000),
         db_idle_in_transaction_timeout_ms=_int("KILAT_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 15_000),
         idempotency_lease_s=_float("IDEMPOTENCY_LEASE_S", 60.0),
+        saga_step_timeout_s=_float("SAGA_STEP_TIMEOUT_S", Settings.saga_step_timeout_s),
+        saga_reconcile_interval_s=_float("SAGA_RECONCILE_INTERVAL_S",
+                                         Settings.saga_reconcile_interval_s),
         log_json=os.environ.get("KILAT_LOG_JSON", "") in ("1", "true", "yes"),
         trusted_proxies=frozenset(
             p.strip() for p in os.environ.get("KILAT_TRUSTED_PROXIES", "").split(",")

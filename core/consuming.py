@@ -26,7 +26,7 @@ from core.retry import retrying
 from core.sink import BatchingSink
 from models.events import CloudEvent, MalformedEvent, decode_event, now_rfc3339
 from models.platform import processed_events
-from web.metrics import EVENTS_PROCESSED
+from web.metrics import DEAD_LETTERS, EVENTS_PROCESSED
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ async def dead_letter(reason: str, consumer: str, raw: Any, *, key: bytes | None
         "dead_lettered_at": now_rfc3339(), **_describe_raw(raw),
     }
     log.warning("dead-lettered message from %s (%s): %s", topic, consumer, reason)
+    DEAD_LETTERS.labels(consumer).inc()
     await dlq_topic.send(key=key or b"", value=json.dumps(record).encode())
 
 

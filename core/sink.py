@@ -18,6 +18,7 @@ from typing import Any
 from core.db import Connection, db
 from core.gaps import OffsetGuard
 from core.retry import retrying
+from web.metrics import SINK_BACKLOG
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class BatchingSink:
         self._events: list[Any] = []
         self._lock = asyncio.Lock()
         self.flushed_rows = 0
+        SINK_BACKLOG.labels(name).set_function(self.pending)
 
     async def add(self, rows: list[Any], event: Any) -> None:
         """Queue `rows`; `event` (a Faust event read with noack) is acked once they commit."""

@@ -72,18 +72,25 @@ class Stripe:
             self._session = None
 
     async def _post(self, path: str, form: dict[str, str], idempotency_key: str) -> dict[str, Any]:
+        return await self._request("POST", path, form, {"Idempotency-Key": idempotency_key})
+
+    async def _get(self, path: str) -> dict[str, Any]:
+        return await self._request("GET", path, None, {})
+
+    async def _request(self, method: str, path: str, form: dict[str, str] | None,
+                       extra_headers: dict[str, str]) -> dict[str, Any]:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
-        headers = {"Authorization": f"Bearer {self.secret}", "Idempotency-Key": idempotency_key}
+        headers = {"Authorization": f"Bearer {self.secret}", **extra_headers}
         error = "no attempt made"
-        # Retrying is safe: the idempotency key makes the provider answer a repeat with the
-        # first answer. Only transport errors and 5xx/429 are retried; 4xx are final.
+        # Retrying is safe: a write's idempotency key makes the provider answer a repeat with
+        # the first answer. Only transport errors and 5xx/429 are retried; 4xx are final.
         for attempt in range(ATTEMPTS):
             if attempt:
                 await asyncio.sleep(0.2 * 2 ** attempt)
             try:
-                async with self._session.post(self.base + path, data=form,
-                                              headers=headers) as resp:
+                async with self._session.request(method, self.base + path, data=form,
+                                                 headers=headers) as resp:
                     try:
                         body = await resp.json(content_type=None)
                     except ValueError:
@@ -97,7 +104,7 @@ class Stripe:
                         raise StripeError(error, declined=resp.status == 402)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            log.warning("stripe %s attempt %d failed: %s", path, attempt + 1, error)
+            log.warning("stripe %s %s attempt %d failed: %s", method, path, attempt + 1, error)
         raise StripeError(error)
 
     # ------------------------------------------------------------ operations
@@ -136,6 +143,12 @@ class Stripe:
             return PaymentIntent(intent_id, "succeeded", 0, "")
         return _intent(await self._post(f"/v1/payment_intents/{intent_id}/capture", {},
                                         idempotency_key))
+
+    async def retrieve(self, intent_id: str) -> PaymentIntent:
+        """The intent as the provider sees it now (a read: no idempotency key needed)."""
+        if self.mocked:  # the simulation keeps no state past creation
+            return PaymentIntent(intent_id, "requires_capture", 0, "")
+        return _intent(await self._get(f"/v1/payment_intents/{intent_id}"))
 
     async def cancel(self, intent_id: str, idempotency_key: str,
                      reason: str = "requested_by_customer") -> PaymentIntent:

@@ -107,9 +107,9 @@ def require(data: dict, *keys: str) -> None:
 
 
 def require_uuid(data: dict, key: str) -> str:
-    """The payload's `key` as a canonical UUID; MalformedEvent if absent or not a UUID."""
+    """The payload's `key` as a canonical UUID string; MalformedEvent if absent or not one."""
     require(data, key)
     try:
         return str(uuid.UUID(str(data[key])))
     except ValueError:
-        raise MalformedEvent(f"{key} is not a UUID: {data[key]!r}") from None
+        raise MalformedEvent(f"{key} is not a UUID") from None

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates .venv and installs Kilat with its test dependencies (idempotent: re-runs only when
-# setup.cfg changed). Installs the Debian build prerequisites when missing, and Leaflet for the
-# public trip page (served by the workers, never from a CDN). `--browser` also installs
+# setup.cfg changed). Installs the Debian build prerequisites when missing, Leaflet for the
+# public trip page (served by the workers, never from a CDN) and promtool (Debian's prometheus
+# package) for the alert rules' tests. `--browser` also installs
 # Debian's chromium, which the browser test drives (make test, CI).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,6 +18,10 @@ apt_install() {
 if [[ ! -f /usr/share/javascript/leaflet/leaflet.js ]]; then
   echo "[bootstrap] installing libjs-leaflet" >&2
   apt_install libjs-leaflet
+fi
+if ! command -v promtool >/dev/null; then
+  echo "[bootstrap] installing prometheus (promtool tests the alert rules)" >&2
+  apt_install prometheus
 fi
 if [[ "${1:-}" == "--browser" ]] && ! command -v chromium >/dev/null; then
   echo "[bootstrap] installing chromium (browser tests)" >&2

@@ -9,7 +9,7 @@ from sqlalchemy import and_, func, insert, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from core.db import Connection, Row
-from domain.payment import PAID_STATUSES, RELEASED, SUBSCRIPTION_KIND
+from domain.payment import HELD, PAID_STATUSES, RELEASED, SUBSCRIPTION_KIND
 from models.payment import (
     cash_out_requests,
     payments,
@@ -46,10 +46,21 @@ async def get_payment(conn: Connection, payment_id: str, *, for_update: bool = F
     return await conn.fetch_one(stmt.with_for_update() if for_update else stmt)
 
 
-async def get_payment_by_booking(conn: Connection, booking_id: str, *,
-                                 for_update: bool = False) -> Row | None:
+async def get_payment_by_booking(conn: Connection, booking_id: str, *, for_update: bool = False,
+                                 skip_locked: bool = False) -> Row | None:
+    """The booking's payment; with `skip_locked`, None while another transaction holds it."""
     stmt = select(payments).where(payments.c.booking_id == booking_id)
-    return await conn.fetch_one(stmt.with_for_update() if for_update else stmt)
+    if for_update:
+        stmt = stmt.with_for_update(skip_locked=skip_locked)
+    return await conn.fetch_one(stmt)
+
+
+async def held_booking_payments(conn: Connection, limit: int = 1000) -> list[Row]:
+    """Booking payments whose escrow holds money, oldest first."""
+    return await conn.fetch_all(
+        select(payments).where(payments.c.escrow_status == HELD,
+                               payments.c.booking_id.is_not(None))
+        .order_by(payments.c.escrow_held_at).limit(limit))
 
 
 async def booking_paid(conn: Connection, booking_id: str) -> bool:
@@ -170,6 +181,12 @@ SUBSCRIPTION_KEYS = ("id", "user_id", "plan", "price_cents", "started_at", "expi
 
 def subscription_dto(row: Row) -> dict[str, Any]:
     return {k: row[k] for k in SUBSCRIPTION_KEYS}
+
+
+async def lock_user_subscriptions(conn: Connection, user_id: str) -> None:
+    """Serialise one user's subscription changes for this transaction."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('subscription:' || %(u)s))",
+                       {"u": user_id})
 
 
 async def expire_subscriptions(conn: Connection, user_id: str) -> None:

@@ -15,5 +15,6 @@ from streams import (  # noqa: F401
     positions,
     review,
     runner,
+    sagas,
     tracking,
 )

@@ -6,6 +6,7 @@ from tables import (  # noqa: F401
     login_throttle,
     offers,
     runners,
+    sagas,
     sessions,
     trips,
 )

@@ -9,6 +9,7 @@ from aiohttp import web
 from core.db import db
 from kilat import app
 from web.http import json_response
+from web.metrics import TABLES_RECOVERING
 
 routes = web.RouteTableDef()
 SERVICE = "kilat-worker"
@@ -50,6 +51,9 @@ async def readiness_checks() -> dict[str, str]:
 
 def tables_ready() -> bool:
     return _check_tables() == "ready"
+
+
+TABLES_RECOVERING.set_function(lambda: 0.0 if tables_ready() else 1.0)
 
 
 @routes.get("/readiness")

@@ -23,6 +23,8 @@ import pydantic
 from aiohttp import web
 
 from core.security import InvalidToken, Principal, principal_from_token
+from domain.payment import InvalidTransition
+from services import errors as service
 from tables.sessions import is_revoked
 
 M = TypeVar("M", bound=pydantic.BaseModel)
@@ -112,6 +114,33 @@ class ApiError(Exception):
 
     def response(self) -> web.Response:
         return json_response(self.body(), self.status, headers=self.headers)
+
+
+# A use case's refusal (services/errors.py) → the contract's status; the message and detail
+# are the use case's own.
+_STATUS_OF: tuple[tuple[type[service.ServiceError], int], ...] = (
+    (service.NotFound, 404), (service.Forbidden, 403), (service.Conflict, 409),
+    (service.Invalid, 400), (service.Unprocessable, 422), (service.PaymentDeclined, 402),
+    (service.ProviderUnavailable, 502),
+)
+
+
+def api_error_for(exc: service.ServiceError | InvalidTransition) -> ApiError:
+    """The HTTP answer to a refusal of a use case."""
+    if isinstance(exc, InvalidTransition):
+        return invalid_transition(exc.current, exc.target)
+    status = next((code for kind, code in _STATUS_OF if isinstance(exc, kind)), 400)
+    return ApiError(status, exc.message, exc.detail)
+
+
+@web.middleware
+async def domain_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Views call use cases and let their refusals through: this maps them (innermost, so the
+    Idempotency-Key layer stores the mapped answer)."""
+    try:
+        return await handler(request)
+    except (service.ServiceError, InvalidTransition) as exc:
+        raise api_error_for(exc) from None
 
 
 def bad_request(msg: str) -> ApiError:

@@ -1,60 +1,33 @@
 """HTTP views of the payment domain: escrow payments, promos, subscriptions, payouts.
 
-Initiate runs the create-escrow saga synchronously (the response is already `held`):
-save_payment (pending, promo use recorded, `payment.escrow_created`) → create_payment_intent
-(Stripe, manual capture) → hold_escrow (+ `payment.escrow_held`). A failing step is compensated
-(void the intent, mark the payment failed, give the promo use back, `payment.failed`) → 502.
+Views parse the request and call the use cases of `services/payment.py` (their refusals are
+mapped to the contract's answers by `web.http.domain_errors`); reads go straight to
+`stores/payment.py`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 from pydantic import Field
-from sqlalchemy import func
 
 from core.config import settings
-from core.db import Connection, DatabaseUnavailable, Row, db
-from core.outbox import emit
+from core.db import Connection, Row, db
 from core.security import Principal
-from core.stripe import PaymentIntent, StripeError, stripe
-from domain.payment import (
-    FAILED,
-    HELD,
-    PAYABLE_BOOKING_STATUSES,
-    PLANS,
-    RELEASED,
-    SUBSCRIPTION_KIND,
-    InvalidTransition,
-    can_move,
-    cash_out_allowed,
-    cash_out_eta_minutes,
-    check_charge,
-    check_move,
-    check_promo,
-    new_promo_problem,
-    normalise_code,
-    price_payment,
-    split_amount,
-)
-from models import events as ev
+from domain.payment import PLANS, cash_out_eta_minutes, check_promo, normalise_code
+from services import payment as payments
+from services.payment import Payer
 from stores import payment as store
 from stores.booking import get_booking, is_participant
-from streams.payment import SOURCE as PAYMENT_SOURCE
-from streams.payment import emit_failed, emit_payment, refund_escrow, saga_failure
 from web.http import (
     ApiError,
     Body,
-    already_exists,
     bad_request,
-    conflict,
     created,
     forbidden,
-    invalid_transition,
     json_response,
     not_found,
     ok,
@@ -73,10 +46,6 @@ routes = web.RouteTableDef()
 ANY_ROLE = ("owner", "runner", "admin", "shop")
 
 
-def provider_unavailable(detail: str) -> ApiError:
-    return ApiError(502, "payment provider unavailable", detail)
-
-
 # ================================================================== payments
 
 class InitiatePaymentRequest(Body):
@@ -88,121 +57,17 @@ class InitiatePaymentRequest(Body):
     promo_code: str | None = None
 
 
-async def _apply_promo(conn: Connection, code: str | None, user_id: str, total: int,
-                       now: datetime) -> tuple[Row | None, int]:
-    if not code or not code.strip():
-        return None, 0
-    promo = await store.get_promo_by_code(conn, normalise_code(code), for_update=True)
-    used = bool(promo) and await store.promo_used_by(conn, promo["id"], user_id)
-    result = check_promo(promo, total, now, already_used=used)
-    if not result.valid:
-        raise validation_error(result.message)
-    return promo, result.discount_cents
-
-
-async def save_payment(principal: Principal, body: InitiatePaymentRequest) -> tuple[Row, str | None]:
-    """Saga step 1: the pending payment, priced from the booking, in one transaction.
-    Returns it with the booking's runner (if already accepted) for the events."""
-    booking_id = str(body.booking_id)
-    now = datetime.now(UTC)
-    async with db.transaction() as conn:
-        # Locking the booking serialises concurrent initiates for it.
-        booking = await get_booking(conn, booking_id, for_update=True)
-        if booking is None:
-            raise not_found("Booking", booking_id)
-        if str(booking["owner_id"]) != principal.user_id:
-            raise forbidden("booking does not belong to this user")
-        if booking["status"] not in PAYABLE_BOOKING_STATUSES:
-            raise ApiError(422, f"cannot pay for a booking in status '{booking['status']}'", "")
-        if await store.get_payment_by_booking(conn, booking_id) is not None:
-            raise conflict("payment already exists for this booking")
-        total = int(booking["estimated_price_cents"])
-        promo, promo_discount = await _apply_promo(conn, body.promo_code, principal.user_id,
-                                                   total, now)
-        sub = await store.active_subscription(conn, principal.user_id)
-        price = price_payment(total, promo_discount, int(sub["discount_percent"]) if sub else 0)
-        if price.amount_cents <= 0:
-            raise validation_error("amount after discounts must be positive")
-        fee, payout = split_amount(price.amount_cents, settings().platform_fee_percent)
-        payment = await store.insert_payment(
-            conn, booking_id=booking_id, owner_id=principal.user_id,
-            amount_cents=price.amount_cents, platform_fee_cents=fee, runner_payout_cents=payout,
-            currency=booking["currency"] or "MYR", booking_amount_cents=total,
-            discount_cents=price.discount_cents,
-            customer_email=(body.customer_email or principal.email or "")[:255])
-        if promo is not None:
-            await store.record_promo_use(conn, promo["id"], principal.user_id, booking_id,
-                                         promo_discount)
-        await emit_payment(conn, "payment.escrow_created", payment, {
-            "owner_id": principal.user_id, "amount_cents": payment["amount_cents"],
-            "currency": payment["currency"]})
-        return payment, (str(booking["runner_id"]) if booking.get("runner_id") else None)
-
-
-async def fail_payment(payment: Row, step: str, exc: BaseException,
-                       intent: PaymentIntent | None) -> str:
-    """Compensate in reverse: void the intent, mark the payment failed, give the promo back."""
-    reason = saga_failure("create_escrow", step, exc)
-    if intent is not None:
-        try:
-            await stripe().cancel(intent.id, f"cancel-{payment['id']}")
-        except StripeError:
-            reason += " (voiding the payment intent also failed)"
-    async with db.transaction() as conn:
-        current = await store.get_payment(conn, payment["id"], for_update=True)
-        if current is not None and can_move(current["escrow_status"], FAILED):
-            failed = await store.update_payment(conn, current, escrow_status=FAILED,
-                                                refund_reason=reason)
-            await store.undo_promo_use(conn, current["booking_id"])
-            await emit_failed(conn, failed or current, reason)
-    return reason
-
-
-async def hold_escrow(payment: Row, intent: PaymentIntent, runner_id: str | None) -> Row:
-    """Saga step 3: HoldEscrow pending→held and `payment.escrow_held`, in one transaction."""
-    async with db.transaction() as conn:
-        current = await store.get_payment(conn, payment["id"], for_update=True)
-        if current is None:
-            raise RuntimeError("payment disappeared")
-        check_move(current["escrow_status"], HELD)
-        held = await store.update_payment(conn, current, escrow_status=HELD,
-                                          stripe_payment_id=intent.id,
-                                          escrow_held_at=func.now())
-        if held is None:
-            raise RuntimeError("payment changed while locked")
-        data: dict[str, Any] = {
-            "stripe_payment_id": intent.id, "amount_cents": held["amount_cents"],
-            "currency": held["currency"], "owner_id": str(held["owner_id"])}
-        if runner_id:
-            data["runner_id"] = runner_id
-        await emit_payment(conn, "payment.escrow_held", held, data)
-        return held
+def _payer(principal: Principal) -> Payer:
+    return Payer(principal.user_id, principal.email or "")
 
 
 @routes.post("/api/v1/payments/initiate")
 async def initiate_payment(request: web.Request) -> web.Response:
     principal = require_role(request, "owner")
     body = await parse_body(request, InitiatePaymentRequest)
-    payment, runner_id = await save_payment(principal, body)
-    intent: PaymentIntent | None = None
-    try:
-        intent = await stripe().create_intent(payment["amount_cents"], payment["currency"],
-                                              str(payment["booking_id"]), f"hold-{payment['id']}")
-        if intent.status != "requires_capture":
-            raise StripeError(f"payment intent {intent.id} is '{intent.status}', "
-                              "expected 'requires_capture'")
-    except StripeError as exc:
-        raise provider_unavailable(
-            await fail_payment(payment, "create_payment_intent", exc, intent)) from None
-    try:
-        held = await hold_escrow(payment, intent, runner_id)
-    except (InvalidTransition, RuntimeError) as exc:
-        raise provider_unavailable(await fail_payment(payment, "hold_escrow", exc, intent)) from None
-    except DatabaseUnavailable:
-        # The row cannot be marked failed now; at least release the customer's money.
-        with contextlib.suppress(StripeError):
-            await stripe().cancel(intent.id, f"cancel-{payment['id']}")
-        raise
+    held = await payments.initiate_payment(_payer(principal), str(body.booking_id),
+                                           promo_code=body.promo_code,
+                                           customer_email=body.customer_email)
     return created(store.payment_dto(held))
 
 
@@ -274,19 +139,7 @@ async def refund_payment(request: web.Request) -> web.Response:
     require_role(request, "admin")
     payment_id = path_uuid(request, "payment_id", "invalid payment ID")
     body = await parse_body(request, RefundRequest)
-    async with db.transaction() as conn:
-        payment = await store.get_payment(conn, payment_id, for_update=True)
-        if payment is None:
-            raise not_found("Payment", payment_id)
-        if not body.reason.strip():
-            raise bad_request("reason is required")
-        try:
-            refunded = await refund_escrow(conn, payment, body.reason.strip())
-        except InvalidTransition as exc:
-            raise invalid_transition(exc.current, exc.target) from None
-        except StripeError as exc:
-            raise provider_unavailable(saga_failure("refund_escrow", "cancel_intent", exc)) from None
-    return ok(store.payment_dto(refunded))
+    return ok(store.payment_dto(await payments.refund_payment(payment_id, body.reason)))
 
 
 @routes.get("/api/v1/admin/payments")
@@ -336,22 +189,12 @@ def _rfc3339(name: str, value: str) -> datetime:
 async def create_promo(request: web.Request) -> web.Response:
     principal = require_role(request, "admin")
     body = await parse_body(request, CreatePromoRequest)
-    code = normalise_code(body.code)
-    if not code:
-        raise validation_error("promo code is required")
-    valid_from = _rfc3339("valid_from", body.valid_from)
-    valid_until = _rfc3339("valid_until", body.valid_until)
-    problem = new_promo_problem(body.discount_type, body.discount_value, valid_from, valid_until)
-    if problem:
-        raise validation_error(problem)
-    async with db.transaction() as conn:
-        row = await store.insert_promo(
-            conn, code=code, discount_type=body.discount_type, discount_value=body.discount_value,
-            min_amount_cents=body.min_amount_cents, max_discount_cents=body.max_discount_cents,
-            max_uses=body.max_uses, valid_from=valid_from, valid_until=valid_until,
-            created_by=principal.user_id)
-    if row is None:
-        raise already_exists("promo", "code", code)
+    row = await payments.create_promo(
+        principal.user_id, code=body.code, discount_type=body.discount_type,
+        discount_value=body.discount_value, min_amount_cents=body.min_amount_cents,
+        max_discount_cents=body.max_discount_cents, max_uses=body.max_uses,
+        valid_from=_rfc3339("valid_from", body.valid_from),
+        valid_until=_rfc3339("valid_until", body.valid_until))
     return created(store.promo_dto(row))
 
 
@@ -403,82 +246,6 @@ class SubscribeRequest(Body):
     plan: str = Field(min_length=1)
 
 
-async def _lock_user_subscriptions(conn: Connection, user_id: str) -> None:
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('subscription:' || %(u)s))",
-                       {"u": user_id})
-
-
-def _no_subscription() -> ApiError:
-    return ApiError(404, "subscription not found", "you have no active subscription")
-
-
-def payment_failed(detail: str) -> ApiError:
-    return ApiError(402, "payment failed", detail)
-
-
-async def _start_subscription(principal: Principal, plan: dict[str, Any]) -> tuple[Row, Row | None]:
-    """Step 1, one transaction: either reactivate a cancelled subscription of the same plan whose
-    paid period is still running (no charge, same expiry), or record a `pending` subscription
-    and its `pending` payment. Returns (subscription, payment to charge or None)."""
-    now = datetime.now(UTC)
-    async with db.transaction() as conn:
-        await _lock_user_subscriptions(conn, principal.user_id)
-        await store.expire_subscriptions(conn, principal.user_id)
-        current = await store.active_subscription(conn, principal.user_id)
-        if current is not None:
-            raise conflict(f"you already have an active {current['plan']} subscription")
-        if await store.pending_subscription(conn, principal.user_id) is not None:
-            raise conflict("a subscription payment is already in progress")
-        paid = await store.paid_cancelled_subscription(conn, principal.user_id, plan["plan"],
-                                                       for_update=True)
-        if paid is not None:
-            row = await store.set_subscription_status(conn, paid["id"], "active",
-                                                      auto_renew=True)
-            return row or paid, None
-        sub = await store.insert_subscription(
-            conn, user_id=principal.user_id, plan=plan["plan"], price_cents=plan["price_cents"],
-            discount_percent=plan["discount_percent"], started_at=now,
-            expires_at=now + timedelta(days=plan["duration_days"]), status="pending")
-        payment = await store.insert_payment(
-            conn, kind=SUBSCRIPTION_KIND, subscription_id=sub["id"], booking_id=None,
-            owner_id=principal.user_id, amount_cents=plan["price_cents"],
-            platform_fee_cents=plan["price_cents"], runner_payout_cents=0, currency="MYR",
-            booking_amount_cents=plan["price_cents"],
-            customer_email=(principal.email or "")[:255])
-        return sub, payment
-
-
-async def _settle_subscription(sub: Row, payment: Row, intent: PaymentIntent | None,
-                               failure: str | None) -> Row:
-    """Step 3, one transaction: charged → payment released + subscription active (its period
-    starts now) + `payment.subscription_charged`; refused → payment failed + subscription
-    failed (never active) + `payment.subscription_failed`."""
-    async with db.transaction() as conn:
-        current = await store.subscription_payment(conn, sub["id"], for_update=True)
-        if current is None:
-            raise RuntimeError("subscription payment disappeared")
-        check_charge(current["escrow_status"])
-        event = {"payment_id": str(current["id"]), "subscription_id": str(sub["id"]),
-                 "owner_id": str(sub["user_id"]), "plan": sub["plan"],
-                 "amount_cents": current["amount_cents"], "currency": current["currency"]}
-        if failure is not None:
-            await store.update_payment(conn, current, escrow_status=FAILED, refund_reason=failure)
-            await store.set_subscription_status(conn, sub["id"], "failed", auto_renew=False)
-            await emit(conn, ev.PAYMENT_EVENTS, str(sub["user_id"]), PAYMENT_SOURCE,
-                       "payment.subscription_failed", {**event, "reason": failure})
-            return sub
-        assert intent is not None
-        now = datetime.now(UTC)
-        await store.update_payment(conn, current, escrow_status=RELEASED,
-                                   stripe_payment_id=intent.id, escrow_released_at=func.now())
-        active = await store.set_subscription_status(
-            conn, sub["id"], "active", started_at=now,
-            expires_at=now + timedelta(days=PLANS[sub["plan"]]["duration_days"]))
-        await emit(conn, ev.PAYMENT_EVENTS, str(sub["user_id"]), PAYMENT_SOURCE,
-                   "payment.subscription_charged", {**event, "stripe_payment_id": intent.id})
-        return active or sub
-
-
 @routes.post("/api/v1/subscriptions")
 async def subscribe(request: web.Request) -> web.Response:
     """Subscribe: the plan's price is charged through the payment adapter before it is active.
@@ -487,30 +254,7 @@ async def subscribe(request: web.Request) -> web.Response:
     paid period reactivates it until its original expiry without a second charge."""
     principal = require_role(request, *ANY_ROLE)
     body = await parse_body(request, SubscribeRequest)
-    plan = PLANS.get(body.plan.strip().lower())
-    if plan is None:
-        raise validation_error(f"invalid plan: {body.plan}")
-    sub, payment = await _start_subscription(principal, plan)
-    if payment is None:
-        return created(store.subscription_dto(sub))
-    intent: PaymentIntent | None = None
-    failure: str | None = None
-    declined = False
-    try:
-        intent = await stripe().charge(
-            payment["amount_cents"], payment["currency"],
-            {"subscription_id": str(sub["id"]), "user_id": principal.user_id},
-            f"subscription-{payment['id']}")
-        if intent.status != "succeeded":
-            failure = f"payment intent {intent.id} is '{intent.status}', expected 'succeeded'"
-    except StripeError as exc:
-        failure, declined = str(exc), exc.declined
-    row = await _settle_subscription(sub, payment, intent, failure)
-    if failure is not None:
-        if declined:
-            raise payment_failed(f"the subscription was not activated: {failure}")
-        raise provider_unavailable(f"the subscription was not activated: {failure}")
-    return created(store.subscription_dto(row))
+    return created(store.subscription_dto(await payments.subscribe(_payer(principal), body.plan)))
 
 
 @routes.get("/api/v1/subscriptions/me")
@@ -519,20 +263,14 @@ async def my_subscription(request: web.Request) -> web.Response:
     async with db.connect() as conn:
         row = await store.active_subscription(conn, principal.user_id)
     if row is None:
-        raise _no_subscription()
+        raise payments.no_subscription()
     return ok(store.subscription_dto(row))
 
 
 @routes.post("/api/v1/subscriptions/me/cancel")
 async def cancel_my_subscription(request: web.Request) -> web.Response:
     principal = require_role(request, *ANY_ROLE)
-    async with db.transaction() as conn:
-        await _lock_user_subscriptions(conn, principal.user_id)
-        row = await store.active_subscription(conn, principal.user_id, for_update=True)
-        if row is None:
-            raise _no_subscription()
-        cancelled = await store.cancel_subscription(conn, row["id"])
-    return ok(store.subscription_dto(cancelled or row))
+    return ok(store.subscription_dto(await payments.cancel_subscription(principal.user_id)))
 
 
 # ================================================================== payouts
@@ -547,15 +285,8 @@ class CreateDestinationRequest(Body):
 async def create_destination(request: web.Request) -> web.Response:
     principal = require_role(request, "runner")
     body = await parse_body(request, CreateDestinationRequest)
-    number = body.account_number.replace(" ", "").replace("-", "")
-    if not number.isdigit() or not 6 <= len(number) <= 20:
-        raise validation_error("account_number must be 6 to 20 digits")
-    if not body.bank_name.strip() or not body.account_holder.strip():
-        raise validation_error("bank_name and account_holder are required")
-    async with db.transaction() as conn:
-        row = await store.insert_destination(
-            conn, runner_id=principal.user_id, bank_name=body.bank_name.strip(),
-            account_number=number, account_holder=body.account_holder.strip())
+    row = await payments.add_destination(principal.user_id, body.bank_name,
+                                         body.account_number, body.account_holder)
     return created(store.destination_dto(row))
 
 
@@ -582,15 +313,10 @@ async def cash_out(request: web.Request) -> web.Response:
         raise bad_request("destinationId is required")
     destination_id = parse_uuid(destination if isinstance(destination, str) else "",
                                 "destinationId must be a valid UUID")
-    async with db.transaction() as conn:
-        if await store.destination_of(conn, destination_id, principal.user_id) is None:
-            raise ApiError(403, "destination does not belong to runner", enveloped=False)
-        await store.lock_runner_balance(conn, principal.user_id)
-        balance = await store.available_balance(conn, principal.user_id)
-        if not cash_out_allowed(amount, balance):
-            raise bad_request("amount exceeds available balance")
-        row = await store.insert_cash_out(conn, runner_id=principal.user_id,
-                                          amount_myr_cents=amount, destination_id=destination_id)
+    try:
+        row = await payments.request_cash_out(principal.user_id, amount, destination_id)
+    except payments.NotYourDestination as exc:
+        raise ApiError(403, exc.message, enveloped=False) from None
     return json_response({"cashOutId": row["id"],
                           "etaMinutes": cash_out_eta_minutes(settings().cash_out_rail_delay_s)},
                          202)

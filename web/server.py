@@ -30,7 +30,7 @@ from web import (
     share_page,
     tracking,
 )
-from web.http import ApiError, json_response
+from web.http import ApiError, domain_errors, json_response
 from web.idempotency import idempotency
 from web.metrics import observe_request
 
@@ -107,6 +107,7 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
 _web_app = app.web.web_app
 _web_app.middlewares.append(request_context)
 _web_app.middlewares.append(idempotency)  # inside request_context: it sees views' errors
+_web_app.middlewares.append(domain_errors)  # innermost: use cases' refusals become ApiErrors
 _web_app.on_response_prepare.append(security_headers)
 for _module in (health, metrics, identity, booking, payment, runner, tracking, share_page,
                 notification, review):

@@ -58,7 +58,7 @@ from web.http import (
     principal_of,
     require_role,
 )
-from web.metrics import WS_CONNECTIONS
+from web.metrics import LIVE_FEED_EVENTS, LIVE_FEED_LAG, LIVE_FEED_LAST_READ, WS_CONNECTIONS
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -375,9 +375,26 @@ class LiveFeed(Service):
         self.seen: OrderedDict[str, None] = OrderedDict()
         self.started_ms = 0
         self.topics = (topic_name(ev.TRACKING_EVENTS), topic_name(ev.CHAT_EVENTS))
+        # Next offset to read per partition: with the broker's high-water marks, how far
+        # behind the feed is (an alert fires when it is behind and has stopped reading).
+        self.read_upto: dict[TopicPartition, int] = {}
+        LIVE_FEED_LAG.set_function(self.lag)
+
+    def lag(self) -> float:
+        """Events on the broker (as of the last fetch) that the feed has not read."""
+        consumer = self.consumer
+        if consumer is None:
+            return 0.0
+        behind = 0
+        for tp, upto in self.read_upto.items():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                behind += max(highwater - upto, 0)
+        return float(behind)
 
     async def on_start(self) -> None:
         self.started_ms = int(time.time() * 1000)
+        LIVE_FEED_LAST_READ.set_to_current_time()
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=[h.strip() for h in cfg.kafka_brokers.split(",") if h.strip()],
             group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100,
@@ -415,7 +432,8 @@ class LiveFeed(Service):
         ends = await consumer.end_offsets(new)
         for tp in new:
             at = found.get(tp)
-            consumer.seek(tp, at.offset if at is not None else ends[tp])
+            self.read_upto[tp] = at.offset if at is not None else ends[tp]
+            consumer.seek(tp, self.read_upto[tp])
 
     @Service.task
     async def _tail(self) -> None:
@@ -430,9 +448,13 @@ class LiveFeed(Service):
                     await self.sleep(0.5)
                     continue
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=1000)
-                for records in batches.values():
+                for tp, records in batches.items():
                     for rec in records:
                         self.dispatch(rec.value)
+                    if records:
+                        self.read_upto[tp] = records[-1].offset + 1
+                        LIVE_FEED_EVENTS.inc(len(records))
+                        LIVE_FEED_LAST_READ.set_to_current_time()
             except asyncio.CancelledError:
                 raise
             except Exception:
