@@ -144,6 +144,10 @@ class Settings:
     db_lock_timeout_ms: int = 5_000
     db_idle_in_transaction_timeout_ms: int = 15_000
     idempotency_lease_s: float = 60.0
+    # Money sagas (streams/sagas.py): a release or refund still owed this long after the
+    # booking's outcome is driven forward by the reconciler, which looks every interval.
+    saga_step_timeout_s: float = 60.0
+    saga_reconcile_interval_s: float = 10.0
     log_json: bool = False
     # Addresses whose X-Forwarded-Proto is believed (for HSTS); empty: none.
     trusted_proxies: frozenset[str] = frozenset()
@@ -159,6 +163,9 @@ class Settings:
     share_tile_attribution: str = "© OpenStreetMap contributors"
     leaflet_dir: str = "/usr/share/javascript/leaflet"
     share_status_poll_s: float = 2.0
+    # Job offers (streams/job_offers.py): how long a round of offers waits for an acceptance
+    # before the search radius widens.
+    job_offer_round_s: float = 60.0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -226,6 +233,9 @@ def settings() -> Settings:
         db_lock_timeout_ms=_int("KILAT_DB_LOCK_TIMEOUT_MS", 5_000),
         db_idle_in_transaction_timeout_ms=_int("KILAT_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 15_000),
         idempotency_lease_s=_float("IDEMPOTENCY_LEASE_S", 60.0),
+        saga_step_timeout_s=_float("SAGA_STEP_TIMEOUT_S", Settings.saga_step_timeout_s),
+        saga_reconcile_interval_s=_float("SAGA_RECONCILE_INTERVAL_S",
+                                         Settings.saga_reconcile_interval_s),
         log_json=os.environ.get("KILAT_LOG_JSON", "") in ("1", "true", "yes"),
         trusted_proxies=frozenset(
             p.strip() for p in os.environ.get("KILAT_TRUSTED_PROXIES", "").split(",")
@@ -239,4 +249,5 @@ def settings() -> Settings:
                                               Settings.share_tile_attribution),
         leaflet_dir=os.environ.get("LEAFLET_DIR", Settings.leaflet_dir),
         share_status_poll_s=_float("SHARE_STATUS_POLL_S", 2.0),
+        job_offer_round_s=_float("JOB_OFFER_ROUND_S", 60.0),
     )

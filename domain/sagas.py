@@ -9,6 +9,8 @@ overdue: the reconciler then reads the booking and the payment and performs the 
 
 from __future__ import annotations
 
+import json
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -82,3 +84,19 @@ def event_time(time: str, fallback: float) -> float:
         return datetime.fromisoformat(time.replace("Z", "+00:00")).timestamp()
     except (AttributeError, ValueError):
         return fallback
+
+
+def dead_letter_alert(record: dict[str, Any],
+                      saga_consumers: Collection[str]) -> tuple[str, str] | None:
+    """(consumer, event type) of a dead-letter record (core.consuming.dead_letter) that belongs
+    to a money saga — rejected by a saga consumer, or a saga event whoever rejected it — else
+    None."""
+    consumer = str(record.get("consumer") or "")
+    try:
+        event = json.loads(record.get("value") or "{}")
+        type_ = str(event.get("type") or "") if isinstance(event, dict) else ""
+    except (TypeError, ValueError):
+        type_ = ""
+    if consumer in saga_consumers or type_ in SAGA_EVENT_TYPES:
+        return consumer, type_ or "undecodable"
+    return None

@@ -28,6 +28,9 @@ DEAD_LETTER = "kilat.dead-letter"
 # Internal: failed sign-ins re-keyed by throttle counter (account at address, address, account),
 # so each counter lives with one partition of the windowed table.
 LOGIN_FAILURES = "kilat.login-failures"
+# Internal: "time for the next round of offers" ticks, keyed by booking id like the booking and
+# payment events, so the job-offer agent handles them in the booking's sequence.
+JOB_OFFER_ROUNDS = "kilat.job-offer-rounds"
 
 PUBLIC_TOPICS = (
     BOOKING_EVENTS, PAYMENT_EVENTS, RUNNER_EVENTS, TRACKING_EVENTS, REVIEW_EVENTS,
@@ -101,3 +104,12 @@ def require(data: dict, *keys: str) -> None:
     missing = [k for k in keys if data.get(k) in (None, "")]
     if missing:
         raise MalformedEvent(f"payload is missing {', '.join(missing)}")
+
+
+def require_uuid(data: dict, key: str) -> str:
+    """The payload's `key` as a canonical UUID string; MalformedEvent if absent or not one."""
+    require(data, key)
+    try:
+        return str(uuid.UUID(str(data[key])))
+    except ValueError:
+        raise MalformedEvent(f"{key} is not a UUID") from None

@@ -44,6 +44,7 @@ from domain.payment import (
     price_payment,
     split_amount,
 )
+from domain.sagas import RELEASE, kind_of, owed_step
 from models import events as ev
 from services.errors import (
     Conflict,
@@ -351,6 +352,82 @@ async def refund_payment(payment_id: str, reason: str, *,
         except StripeError as exc:
             raise ProviderUnavailable(
                 saga_failure("refund_escrow", "cancel_intent", exc)) from None
+
+
+# ================================================================== saga reconciliation
+
+
+@dataclass(frozen=True)
+class SagaReport:
+    """What driving one saga found and did: the owed `step` (None: nothing owed, the saga is
+    settled), how it looked (`kind`, domain.sagas), and the step's outcome."""
+
+    booking_id: str
+    step: str | None
+    kind: str | None = None
+    outcome: str = "settled"
+    reason: str = ""
+
+
+async def escrow_holds(booking_id: str, *, conn: Conn | None = None,
+                       ports: PaymentPorts | None = None) -> bool:
+    """Whether the booking's escrow holds the owner's money right now."""
+    p = _ports(ports)
+    async with _transaction(p, conn) as tx:
+        payment = await p.payments.get_payment_by_booking(tx, booking_id)
+    return payment is not None and payment["escrow_status"] == HELD
+
+
+async def _intent_status(p: PaymentPorts, payment: Row) -> str | None:
+    """The provider's view of the payment's intent, or None when it cannot be had now (only
+    for reporting: the step itself is safe either way thanks to its idempotency key)."""
+    try:
+        return (await p.provider().retrieve(payment["stripe_payment_id"])).status
+    except StripeError:
+        return None
+
+
+async def drive_saga(booking_id: str, *, ports: PaymentPorts | None = None) -> SagaReport:
+    """Finish the money step a booking's records say is still owed: release the escrow of a
+    completed booking, refund that of a cancelled one, with the same idempotency keys as the
+    agent (so a capture or void that reached the provider before a crash is not repeated).
+    Quiet on provider failures (the caller retries later) and never waits behind a worker that
+    holds the payment (its transaction ends, or is cut off by the server, first)."""
+    p = _ports(ports)
+    async with p.db.transaction() as conn:
+        booking = await p.bookings.get_booking(conn, booking_id)
+        payment = await p.payments.get_payment_by_booking(conn, booking_id)
+    step = owed_step(booking["status"] if booking else None,
+                     booking.get("runner_id") if booking else None,
+                     payment["escrow_status"] if payment else None)
+    if step is None or booking is None or payment is None:
+        return SagaReport(booking_id, None)
+    kind = kind_of(step, await _intent_status(p, payment))
+    if step == RELEASE:
+        done = await release_escrow(booking_id, str(booking["runner_id"]),
+                                    announce_failure=False, skip_locked=True, ports=p)
+    else:
+        done = await refund_cancelled(booking_id, booking.get("cancel_note") or "",
+                                      announce_failure=False, skip_locked=True, ports=p)
+    return SagaReport(booking_id, step, kind, done.outcome, done.reason)
+
+
+async def owed_sagas(*, ports: PaymentPorts | None = None) -> list[dict[str, Any]]:
+    """Every booking whose records say a release or refund is owed now (the operator's view,
+    straight from the database: it needs no worker)."""
+    p = _ports(ports)
+    owed: list[dict[str, Any]] = []
+    async with p.db.transaction() as conn:
+        for payment in await p.payments.held_booking_payments(conn):
+            booking = await p.bookings.get_booking(conn, str(payment["booking_id"]))
+            if booking is None:
+                continue
+            step = owed_step(booking["status"], booking.get("runner_id"), HELD)
+            if step is not None:
+                owed.append({"booking_id": str(booking["id"]), "payment_id": str(payment["id"]),
+                             "step": step, "booking_status": booking["status"],
+                             "since": booking.get("updated_at")})
+    return owed
 
 
 # ================================================================== promos

@@ -9,7 +9,7 @@ from sqlalchemy import and_, func, insert, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from core.db import Connection, Row
-from domain.payment import PAID_STATUSES, RELEASED, SUBSCRIPTION_KIND
+from domain.payment import HELD, PAID_STATUSES, RELEASED, SUBSCRIPTION_KIND
 from models.payment import (
     cash_out_requests,
     payments,
@@ -53,6 +53,14 @@ async def get_payment_by_booking(conn: Connection, booking_id: str, *, for_updat
     if for_update:
         stmt = stmt.with_for_update(skip_locked=skip_locked)
     return await conn.fetch_one(stmt)
+
+
+async def held_booking_payments(conn: Connection, limit: int = 1000) -> list[Row]:
+    """Booking payments whose escrow holds money, oldest first."""
+    return await conn.fetch_all(
+        select(payments).where(payments.c.escrow_status == HELD,
+                               payments.c.booking_id.is_not(None))
+        .order_by(payments.c.escrow_held_at).limit(limit))
 
 
 async def booking_paid(conn: Connection, booking_id: str) -> bool:

@@ -14,25 +14,17 @@ a provider failure is announced with `payment.failed` and left to the saga recon
 from __future__ import annotations
 
 import logging
-import uuid
 
 from core.config import settings
 from core.consuming import consume
 from core.db import Connection, DatabaseUnavailable, db
 from domain.booking import NIL_UUID
 from kilat import app, booking_events
-from models.events import CloudEvent, MalformedEvent, require
+from models.events import CloudEvent, require, require_uuid
 from services import payment as payments
 from stores.payment import advance_cash_outs
 
 log = logging.getLogger(__name__)
-
-
-def _uuid(data: dict, key: str) -> str:
-    try:
-        return str(uuid.UUID(str(data[key])))
-    except ValueError:
-        raise MalformedEvent(f"{key} is not a UUID") from None
 
 
 def _log_nothing(event: CloudEvent, booking_id: str, outcome: payments.StepOutcome) -> None:
@@ -42,8 +34,8 @@ def _log_nothing(event: CloudEvent, booking_id: str, outcome: payments.StepOutco
 
 async def on_booking_completed(conn: Connection, event: CloudEvent) -> None:
     require(event.data, "booking_id", "runner_id")
-    runner_id = _uuid(event.data, "runner_id")
-    booking_id = _uuid(event.data, "booking_id")
+    runner_id = require_uuid(event.data, "runner_id")
+    booking_id = require_uuid(event.data, "booking_id")
     if runner_id == NIL_UUID:  # completed without a runner: there is nobody to pay
         log.warning("booking %s completed without a runner: escrow left held", booking_id)
         return
@@ -52,8 +44,7 @@ async def on_booking_completed(conn: Connection, event: CloudEvent) -> None:
 
 
 async def on_booking_cancelled(conn: Connection, event: CloudEvent) -> None:
-    require(event.data, "booking_id")
-    booking_id = _uuid(event.data, "booking_id")
+    booking_id = require_uuid(event.data, "booking_id")
     _log_nothing(event, booking_id, await payments.refund_cancelled(
         booking_id, event.data.get("reason") or "", conn=conn))
 

@@ -15,6 +15,20 @@ EVENTS_PROCESSED = Counter(
 GAP_MESSAGES_RECOVERED = Counter(
     "kilat_gap_messages_recovered_total",
     "Messages Faust skipped around a rebalance that an agent read back from Kafka", ["consumer"])
+# Money sagas (streams/sagas.py). Every worker holds every saga, so take the max of the gauges
+# across workers, not the sum.
+SAGAS_IN_FLIGHT = Gauge("kilat_sagas_in_flight",
+                        "Bookings whose release or refund is owed and not yet seen settled")
+SAGAS_OVERDUE = Gauge("kilat_sagas_overdue",
+                      "Sagas still owed past SAGA_STEP_TIMEOUT_S at the reconciler's last look",
+                      ["kind"])
+SAGAS_DRIVEN = Counter("kilat_sagas_driven_total",
+                       "Overdue sagas the reconciler drove forward, by what it did",
+                       ["step", "kind", "outcome"])
+SAGA_DEAD_LETTERS = Counter(
+    "kilat_saga_dead_letters_total",
+    "ALERT: a money saga's event was dead-lettered (its step may be owed; the reconciler "
+    "retries it, but the cause needs a look)", ["consumer", "type"])
 WS_CONNECTIONS = Gauge("kilat_websocket_connections", "Open tracking WebSocket connections")
 TABLE_SIZE = Gauge("kilat_table_entries", "Entries in a Faust table held by this worker", ["table"])
 # What the alert rules in docker/prometheus/ watch besides lag, latency and 5xx answers.

@@ -1,13 +1,17 @@
 """A Stripe-compatible fake PaymentIntents API (aiohttp) for tests.
 
 It answers like Stripe for the calls Kilat makes (create with manual capture, capture, cancel,
-retrieve), records every request (path, headers, form) and honours `Idempotency-Key`: a repeated
-key gets the first response again without a second effect. `decline_next` makes the next create
-fail like a declined card.
+retrieve), records every request (path, headers, form, and which of its ports it came in on)
+and honours `Idempotency-Key`: a repeated key gets the first response again without a second
+effect. `decline_next` makes the next create fail like a declined card; `captures_down` makes
+captures fail like an outage (503, no effect); `capture_gate`, when set, holds the answer to a
+capture that took effect until the gate opens (`capture_taken` is set meanwhile), so a test can
+freeze the caller between the provider's capture and its own commit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +25,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     form: dict[str, str]
+    port: int = 0  # the fake's port the request came in on
 
 
 @dataclass
@@ -29,6 +34,9 @@ class FakeStripe:
     requests: list[Recorded] = field(default_factory=list)
     intents: dict[str, dict[str, Any]] = field(default_factory=dict)
     decline_next: int = 0
+    captures_down: bool = False
+    capture_gate: asyncio.Event | None = None
+    capture_taken: asyncio.Event = field(default_factory=asyncio.Event)
     _replies: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
     port: int = 0
@@ -54,6 +62,11 @@ class FakeStripe:
         await web.TCPSite(self._runner, "127.0.0.1", port).start()
         self.port = port
 
+    async def listen_also(self, port: int) -> None:
+        """Serve the same fake on another port too (one per worker tells callers apart)."""
+        assert self._runner is not None
+        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
@@ -66,7 +79,9 @@ class FakeStripe:
 
     async def _handle(self, request: web.Request, action) -> web.Response:
         form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
-        self.requests.append(Recorded(request.method, request.path, dict(request.headers), form))
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        self.requests.append(Recorded(request.method, request.path, dict(request.headers), form,
+                                      sockname[1] if sockname else 0))
         if request.headers.get("Authorization") != f"Bearer {self.secret}":
             status, body = self._error(401, "invalid_request_error", "Invalid API Key provided")
             return web.json_response(body, status=status)
@@ -126,9 +141,18 @@ class FakeStripe:
                                    f"This PaymentIntent could not be captured because it has a "
                                    f"status of {intent['status']}.", "payment_intent_unexpected_state")
             intent.update(status="succeeded", amount_received=intent["amount"],
-                          amount_capturable=0)
+                          amount_capturable=0, captures=intent.get("captures", 0) + 1)
             return 200, dict(intent)
-        return await self._handle(request, capture)
+        if self.captures_down:
+            self.requests.append(Recorded(request.method, request.path, dict(request.headers),
+                                          {}))
+            status, body = self._error(503, "api_error", "The service is unavailable.")
+            return web.json_response(body, status=status)
+        response = await self._handle(request, capture)
+        if self.capture_gate is not None:
+            self.capture_taken.set()
+            await self.capture_gate.wait()
+        return response
 
     async def _cancel(self, request: web.Request) -> web.Response:
         def cancel(req: web.Request, form: dict) -> tuple[int, dict]:

@@ -91,6 +91,10 @@ class FakePaymentStore:
         conn.payments[row["id"]] = row
         return dict(row)
 
+    async def held_booking_payments(self, conn: World, limit: int = 1000) -> list[Row]:
+        return [dict(p) for p in conn.payments.values()
+                if p["escrow_status"] == "held" and p["booking_id"]][:limit]
+
     async def update_payment(self, conn: World, payment: Row, **changes: Any) -> Row | None:
         row = conn.payments.get(payment["id"])
         if row is None or row["version"] != payment["version"]:
@@ -259,6 +263,9 @@ class FakeProvider:
                                 lambda: self._move(intent_id, "requires_capture", "canceled"))
 
     async def retrieve(self, intent_id: str) -> PaymentIntent:
+        if self.unreachable:
+            self.unreachable -= 1
+            raise StripeError("HTTP 503: provider unavailable")
         return PaymentIntent(intent_id, self.intents[intent_id], 0, "")
 
 
