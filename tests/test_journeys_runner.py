@@ -428,16 +428,20 @@ async def test_runner_journey(platform, new_client, client):
 
     # --- the events other services rely on (§4.2), keyed by the aggregate ------------------------
     envelope = {"id", "source", "type", "time", "datacontenttype", "data"}
+    # Acceptance carries the trip's targets (the trip stage's ETA needs them).
+    TRIP_LEGS = ("pickup_lat", "pickup_lng", "dropoff_lat", "dropoff_lng")  # noqa: N806
     for topic, type_, keys, match in (
-        ("runner.events", "runner.online", {"runner_id", "latitude", "longitude", "occurred_at"},
+        ("runner.events", "runner.online",
+         {"runner_id", "latitude", "longitude", "crates", "occurred_at"},
          {"runner_id": uid}),
         ("runner.events", "runner.location_update",
          {"runner_id", "latitude", "longitude", "speed_kmh", "heading_degrees", "timestamp",
           "occurred_at"}, {"runner_id": uid}),
-        ("runner.events", "runner.assigned", {"runner_id", "booking_id", "occurred_at"},
+        ("runner.events", "runner.assigned",
+         {"runner_id", "booking_id", *TRIP_LEGS, "occurred_at"},
          {"runner_id": uid}),
         ("booking.events", "booking.accepted",
-         {"booking_id", "booking_number", "runner_id", "owner_id", "occurred_at"},
+         {"booking_id", "booking_number", "runner_id", "owner_id", *TRIP_LEGS, "occurred_at"},
          {"booking_id": near["id"]}),
         ("booking.events", "booking.delivery_confirmed",
          {"booking_id", "booking_number", "runner_id", "owner_id", "delivered_at", "occurred_at"},
