@@ -317,7 +317,8 @@ async def test_runner_journey(platform, new_client, client):
             frames += [json.loads(line) for line in msg.data.split("\n") if line.strip()]
         updates = [f["data"] for f in frames if f.get("type") == "location_update"]
         assert set(updates[0]) == {"booking_id", "runner_id", "latitude", "longitude",
-                                   "speed_kmh", "heading_degrees", "timestamp"}, updates[0]
+                                   "speed_kmh", "heading_degrees", "timestamp",
+                                   "eta_minutes", "distance_remaining_km"}, updates[0]
         assert updates[0]["runner_id"] == uid and updates[0]["booking_id"] == near["id"]
         assert is_time(updates[0]["timestamp"])
         assert updates[3]["speed_kmh"] == 32.5 and updates[3]["heading_degrees"] == 45
