@@ -13,9 +13,8 @@ and, as the last line, a JSON object with every figure.
     .venv/bin/python -m bench.gateway_bench --token       # a signed bearer token on each GET
     .venv/bin/python -m bench.gateway_bench --profile gw.svg   # py-spy record of the gateway
 
-The load generator shares the machine with what it measures, so it is a small HTTP/1.1
-keep-alive loop on raw asyncio (uvloop when installed) rather than a full client library: the
-less CPU it takes, the less it distorts the rows.
+The load generator (bench/harness.py) is a small HTTP/1.1 keep-alive loop on raw asyncio, so
+that it takes little of the CPU it shares with what it measures.
 """
 
 from __future__ import annotations
@@ -25,13 +24,13 @@ import asyncio
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.harness import cpu_seconds, load, pct
 from tests.platform import JWT_SECRET, ROOT, VENV_BIN, free_port
 
 UPSTREAM_CODE = """
@@ -74,84 +73,6 @@ http {{
 ORIGIN = "http://localhost:3000"
 
 
-class _Conn(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection sending the same GET again and again."""
-
-    def __init__(self, request: bytes, latencies: list[float], budget: list[int],
-                 done: asyncio.Future) -> None:
-        self.request = request
-        self.latencies = latencies
-        self.budget = budget
-        self.done = done
-        self.buf = bytearray()
-        self.need = -1  # bytes of the whole response, once its head is parsed
-        self.started = 0.0
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport) -> None:  # type: ignore[override]
-        self.transport = transport
-        self._send()
-
-    def _send(self) -> None:
-        if self.budget[0] <= 0:
-            self.transport.close()
-            if not self.done.done():
-                self.done.set_result(None)
-            return
-        self.budget[0] -= 1
-        self.started = time.perf_counter()
-        self.transport.write(self.request)
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        while True:
-            if self.need < 0:
-                end = self.buf.find(b"\r\n\r\n")
-                if end < 0:
-                    return
-                head = bytes(self.buf[:end]).lower()
-                if not head.startswith(b"http/1.1 200"):
-                    self._fail(f"unexpected answer {bytes(self.buf[:40])!r}")
-                    return
-                at = head.find(b"\r\ncontent-length:")
-                if at < 0:
-                    self._fail("answer without Content-Length")
-                    return
-                length = int(head[at + 17:head.find(b"\r\n", at + 2)])
-                self.need = end + 4 + length
-            if len(self.buf) < self.need:
-                return
-            del self.buf[:self.need]
-            self.need = -1
-            self.latencies.append(time.perf_counter() - self.started)
-            self._send()
-
-    def _fail(self, why: str) -> None:
-        if not self.done.done():
-            self.done.set_exception(RuntimeError(why))
-        self.transport.close()
-
-    def connection_lost(self, exc) -> None:  # type: ignore[override]
-        if not self.done.done():
-            self.done.set_exception(RuntimeError(f"connection lost: {exc}"))
-
-
-async def load(port: int, path: str, requests: int, concurrency: int,
-               headers: dict[str, str]) -> tuple[float, list[float]]:
-    """(elapsed seconds, latencies) of `requests` GETs over `concurrency` connections."""
-    loop = asyncio.get_running_loop()
-    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}\r\n").encode()
-    latencies: list[float] = []
-    budget = [requests]
-    dones = [loop.create_future() for _ in range(concurrency)]
-    started = time.perf_counter()
-    await asyncio.gather(*(loop.create_connection(
-        lambda d=d: _Conn(request, latencies, budget, d), "127.0.0.1", port) for d in dones))
-    await asyncio.gather(*dones)
-    return time.perf_counter() - started, latencies
-
-
 async def wait_up(port: int, path: str) -> None:
     for _ in range(400):
         try:
@@ -160,10 +81,6 @@ async def wait_up(port: int, path: str) -> None:
         except (OSError, RuntimeError):
             await asyncio.sleep(0.05)
     raise RuntimeError(f"127.0.0.1:{port}{path} did not come up")
-
-
-def pct(values: list[float], p: int) -> float:
-    return statistics.quantiles(values, n=100)[p - 1] * 1000
 
 
 def start_nginx(tmp: Path, up_port: int) -> tuple[subprocess.Popen | None, int]:
@@ -177,19 +94,6 @@ def start_nginx(tmp: Path, up_port: int) -> tuple[subprocess.Popen | None, int]:
     popen = subprocess.Popen([binary, "-p", str(tmp), "-c", str(conf)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return popen, port
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its children processes (nginx's workers)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / tick
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return total
-    return total + sum(cpu_seconds(int(c)) for c in children)
 
 
 def bearer_token() -> str:

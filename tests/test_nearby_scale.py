@@ -7,24 +7,20 @@ spatial index nearest first (reading about as many rows as it returns, whatever 
 from __future__ import annotations
 
 import math
-import random
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg2
-import psycopg2.extras
 import pytest
 
 from core.db import Database, compile_statement
 from domain.runner import NEARBY_LIMIT, SEARCH_MARGIN_KM
 from stores import runner as store
+from tests.city import LAT0, LAT1, LNG0, LNG1, seed_city
 from tests.platform import Platform
 
 ONLINE, OFFLINE, SHOPS = 10_000, 3_000, 2_000
-# The city: about 28 km x 33 km around Kuala Lumpur.
-LAT0, LAT1, LNG0, LNG1 = 2.95, 3.25, 101.55, 101.80
 SPHERE_KM = 6371.0088  # the sphere PostGIS measures `<->` on geography with
 # The radius is checked on the spheroid (ST_DWithin), the order on the sphere: the two differ
 # by less than 0.5 %, so a point within that band of the radius may fall either way.
@@ -50,39 +46,6 @@ class City:
     shops: dict[str, tuple[float, float]]  # shop id -> (lat, lng)
 
 
-def _seed(url: str) -> tuple[dict[str, tuple[float, float, bool]], dict[str, tuple[float, float]]]:
-    rnd = random.Random(17)
-    runners = {str(uuid.uuid4()): (rnd.uniform(LAT0, LAT1), rnd.uniform(LNG0, LNG1), i < ONLINE)
-               for i in range(ONLINE + OFFLINE)}
-    shops = {str(uuid.uuid4()): (rnd.uniform(LAT0, LAT1), rnd.uniform(LNG0, LNG1))
-             for _ in range(SHOPS)}
-    with psycopg2.connect(url) as conn, conn.cursor() as cur:
-        psycopg2.extras.execute_values(
-            cur, "INSERT INTO runners (user_id, full_name, phone, vehicle_type, vehicle_plate, "
-            "vehicle_model, session_status) VALUES %s",
-            [(uid, f"Runner {n}", "+60123456789", "car", f"W{n}", "Myvi",
-              "active" if online else "inactive")
-             for n, (uid, (_, _, online)) in enumerate(runners.items())], page_size=2000)
-        psycopg2.extras.execute_values(
-            cur, "INSERT INTO runner_locations (runner_id, location, recorded_at) VALUES %s",
-            [(uid, lng, lat) for uid, (lat, lng, _) in runners.items()],
-            template="(%s, ST_SetSRID(ST_MakePoint(%s, %s), 4326)::geography, now())",
-            page_size=2000)
-        # An online runner with no known position is never a candidate.
-        cur.execute("INSERT INTO runners (user_id, full_name, phone, vehicle_type, vehicle_plate, "
-                    "vehicle_model, session_status) VALUES (%s, 'No Fix', '+60123456789', 'car', "
-                    "'W0', 'Myvi', 'active')", (str(uuid.uuid4()),))
-        psycopg2.extras.execute_values(
-            cur, "INSERT INTO pet_shops (id, name, address, location, category) VALUES %s",
-            [(sid, f"Shop {n}", "KL", lng, lat) for n, (sid, (lat, lng)) in enumerate(shops.items())],
-            template="(%s, %s, %s, ST_SetSRID(ST_MakePoint(%s, %s), 4326)::geography, 'vet')",
-            page_size=2000)
-    with psycopg2.connect(url) as conn:
-        conn.autocommit = True
-        conn.cursor().execute("ANALYZE")
-    return runners, shops
-
-
 @pytest.fixture(scope="module")
 def city_db(infra, tmp_path_factory) -> Iterator[Platform]:
     p = Platform(tmp_path_factory.mktemp("nearby"))
@@ -93,7 +56,7 @@ def city_db(infra, tmp_path_factory) -> Iterator[Platform]:
 
 @pytest.fixture(scope="module")
 def seeded(city_db: Platform):
-    return _seed(city_db.database_url)
+    return seed_city(city_db.database_url, ONLINE, OFFLINE, SHOPS)
 
 
 @pytest.fixture
