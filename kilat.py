@@ -71,6 +71,7 @@ chat_events = kilat_topic(ev.CHAT_EVENTS)
 identity_events = kilat_topic(ev.IDENTITY_EVENTS)
 trip_fixes = kilat_topic(ev.TRIP_FIXES)
 login_failures = kilat_topic(ev.LOGIN_FAILURES)
+job_offer_rounds = kilat_topic(ev.JOB_OFFER_ROUNDS)
 dead_letter = kilat_topic(ev.DEAD_LETTER)
 
 TOPICS: dict[str, faust.TopicT] = {
@@ -83,6 +84,7 @@ TOPICS: dict[str, faust.TopicT] = {
     ev.IDENTITY_EVENTS: identity_events,
     ev.TRIP_FIXES: trip_fixes,
     ev.LOGIN_FAILURES: login_failures,
+    ev.JOB_OFFER_ROUNDS: job_offer_rounds,
     ev.DEAD_LETTER: dead_letter,
 }
 

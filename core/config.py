@@ -163,6 +163,9 @@ class Settings:
     share_tile_attribution: str = "© OpenStreetMap contributors"
     leaflet_dir: str = "/usr/share/javascript/leaflet"
     share_status_poll_s: float = 2.0
+    # Job offers (streams/job_offers.py): how long a round of offers waits for an acceptance
+    # before the search radius widens.
+    job_offer_round_s: float = 60.0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -246,4 +249,5 @@ def settings() -> Settings:
                                               Settings.share_tile_attribution),
         leaflet_dir=os.environ.get("LEAFLET_DIR", Settings.leaflet_dir),
         share_status_poll_s=_float("SHARE_STATUS_POLL_S", 2.0),
+        job_offer_round_s=_float("JOB_OFFER_ROUND_S", 60.0),
     )

@@ -41,7 +41,15 @@ RECIPIENTS: dict[str, tuple[str, ...]] = {
     "payment.escrow_refunded": (OWNER,),
     "payment.failed": (OWNER,),
     "tracking.started": (OWNER,),
+    "tracking.runner_arriving": (OWNER,),
     "tracking.completed": (OWNER, RUNNER),
+    "booking.job_offered": (RUNNER,),
+}
+
+# Events told on some channels only: a job offer is worth a push to a runner who is online and
+# looking at their phone, not an SMS or an email that arrives after someone else took the job.
+EVENT_CHANNELS: dict[str, tuple[str, ...]] = {
+    "booking.job_offered": ("push",),
 }
 
 
@@ -194,9 +202,12 @@ def channel_enabled(channel: str, prefs: dict[str, Any]) -> bool:
     return bool(prefs.get(f"enable_{channel}"))
 
 
-def channels_for(prefs: dict[str, Any]) -> list[str]:
-    """Channels that can carry a notification now: enabled and with a contact to send to."""
-    return [c for c in CHANNELS if channel_enabled(c, prefs) and contact_for(c, prefs)]
+def channels_for(prefs: dict[str, Any], event_type: str = "") -> list[str]:
+    """Channels that can carry a notification now: enabled, with a contact to send to, and
+    used for this kind of event."""
+    allowed = EVENT_CHANNELS.get(event_type, CHANNELS)
+    return [c for c in CHANNELS
+            if c in allowed and channel_enabled(c, prefs) and contact_for(c, prefs)]
 
 
 _TIME_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")

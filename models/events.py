@@ -28,6 +28,9 @@ DEAD_LETTER = "kilat.dead-letter"
 # Internal: failed sign-ins re-keyed by throttle counter (account at address, address, account),
 # so each counter lives with one partition of the windowed table.
 LOGIN_FAILURES = "kilat.login-failures"
+# Internal: "time for the next round of offers" ticks, keyed by booking id like the booking and
+# payment events, so the job-offer agent handles them in the booking's sequence.
+JOB_OFFER_ROUNDS = "kilat.job-offer-rounds"
 
 PUBLIC_TOPICS = (
     BOOKING_EVENTS, PAYMENT_EVENTS, RUNNER_EVENTS, TRACKING_EVENTS, REVIEW_EVENTS,

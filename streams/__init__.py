@@ -5,6 +5,7 @@ from streams import (  # noqa: F401
     clients,
     housekeeping,
     identity,
+    job_offers,
     login_throttle,
     monitoring,
     notification,

@@ -21,20 +21,21 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from datetime import UTC, datetime
 
-from faust import current_event
-from faust.types import TP
-
-from core.config import settings, topic_name
+from core.config import settings
 from core.consuming import consume
-from core.db import Connection, DatabaseUnavailable, db
-from domain import booking as rules
+from core.db import Connection, DatabaseUnavailable
 from kilat import app, booking_events
 from models import events as ev
-from models.events import CloudEvent, MalformedEvent, require
-from stores import booking as store
+from models.events import CloudEvent, require_uuid
+from services import booking as bookings
+from streams.partitions import (
+    actively_owned,
+    changelog_written,
+    current_partition,
+    tables_settled,
+)
 from tables.confirmations import Waiting, keep_waiting, stop_waiting, waiting_entries
 
 log = logging.getLogger(__name__)
@@ -43,14 +44,6 @@ CONSUMER = "booking-confirm-window"
 # table entry goes away only when the agent sees the resulting `booking.completed`).
 RETRY_AFTER_S = 5.0
 _attempted: dict[str, float] = {}
-
-
-def _booking_id(event: CloudEvent) -> str:
-    require(event.data, "booking_id")
-    try:
-        return str(uuid.UUID(str(event.data["booking_id"])))
-    except ValueError:
-        raise MalformedEvent(f"booking_id is not a UUID: {event.data['booking_id']!r}") from None
 
 
 def _epoch(value: object) -> float:
@@ -63,34 +56,20 @@ def _epoch(value: object) -> float:
     return time.time()
 
 
-def _partition() -> int:
-    event = current_event()  # the event being handled: its partition is the key's
-    if event is None:
-        raise RuntimeError("the confirmation window is written only while handling an event")
-    return event.message.partition
-
-
-async def _changelog_written() -> None:
-    """Wait until the table's changelog write is in Kafka, before the event is marked handled
-    (in the caller's transaction): after a crash the event is either handled again (puts and
-    deletes are idempotent) or its entry is already durable for the next worker."""
-    await app.producer.flush()
-
-
 async def on_delivered(conn: Connection, event: CloudEvent) -> None:
-    booking_id = _booking_id(event)
+    booking_id = require_uuid(event.data, "booking_id")
     keep_waiting(Waiting(booking_id=booking_id, owner_id=str(event.data.get("owner_id") or ""),
                          delivered_at=_epoch(event.data.get("delivered_at")),
-                         partition=_partition()))
-    await _changelog_written()
+                         partition=current_partition()))
+    await changelog_written()
 
 
 async def on_settled(conn: Connection, event: CloudEvent) -> None:
     """Completed, cancelled or disputed: nothing left for the timer to do."""
-    booking_id = _booking_id(event)
+    booking_id = require_uuid(event.data, "booking_id")
     stop_waiting(booking_id)
     _attempted.pop(booking_id, None)
-    await _changelog_written()
+    await changelog_written()
 
 
 @app.agent(booking_events, name="kilat.booking-confirm-window", concurrency=1)
@@ -103,21 +82,6 @@ async def booking_confirm_window(stream) -> None:
     })
 
 
-async def confirm_for_owner(booking_id: str, window_hours: float) -> bool:
-    """Complete a delivered booking on its owner's behalf if (on the locked row) it is still
-    delivered, undisputed and past its window. True if it was confirmed now."""
-    async with db.transaction() as conn:
-        booking = await store.get_booking(conn, booking_id, for_update=True)
-        if booking is None:
-            return False
-        change = rules.auto_confirm(booking, datetime.now(UTC), window_hours)
-        if change is None:
-            return False
-        await store.commit_transition(conn, booking, change, None)
-    log.info("booking %s auto-confirmed after %g h without the owner", booking_id, window_hours)
-    return True
-
-
 def _window_s() -> float:
     return settings().auto_confirm_hours * 3600
 
@@ -127,16 +91,10 @@ def _tick_s() -> float:
     return max(0.25, min(_window_s() / 4, 60.0))
 
 
-def _actively_owned(partitions: set[int]) -> set[int]:
-    topic = topic_name(ev.BOOKING_EVENTS)
-    actives = app.assignor.assigned_actives()
-    return {p for p in partitions if TP(topic, p) in actives}
-
-
 @app.timer(_tick_s(), name="kilat.booking-auto-confirm")
 async def auto_confirm_due() -> None:
     """Confirm the deliveries whose owners let the window pass."""
-    if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():
+    if not tables_settled():
         return  # the table is being rebuilt or handed over: its content is not settled yet
     window_h = settings().auto_confirm_hours
     now = time.time()
@@ -144,13 +102,13 @@ async def auto_confirm_due() -> None:
            and now - _attempted.get(e["booking_id"], 0.0) >= RETRY_AFTER_S]
     if not due:
         return
-    mine = _actively_owned({e["partition"] for e in due})
+    mine = actively_owned(ev.BOOKING_EVENTS, {e["partition"] for e in due})
     for entry in due:
         if entry["partition"] not in mine:
             continue
         _attempted[entry["booking_id"]] = now
         try:
-            await confirm_for_owner(entry["booking_id"], window_h)
+            await bookings.auto_confirm(entry["booking_id"])
         except DatabaseUnavailable as exc:
             log.warning("auto-confirm: database unavailable (%s); retrying later", exc)
             return

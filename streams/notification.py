@@ -94,7 +94,7 @@ async def store_notifications(conn: Connection, event: CloudEvent) -> None:
         values = rules.template_vars(event.type, data, role, user_id, booking)
         rendered = rules.render(templates().get(event.type), role, values, event.type)
         prefs = await store.get_preferences(conn, user_id) or rules.default_preferences(user_id)
-        chans = rules.channels_for(prefs)
+        chans = rules.channels_for(prefs, event.type)
         notification_id = await store.insert_notification(conn, {
             "user_id": user_id, "booking_id": booking_id, "event_id": event.id,
             "event_type": event.type, "recipient_role": role, "title": rendered.title,

@@ -1,3 +1,12 @@
 """Faust tables (RocksDB-backed, changelogged to Kafka) and their typed accessors."""
 
-from tables import confirmations, login_throttle, runners, sagas, sessions, trips  # noqa: F401
+from tables import (  # noqa: F401
+    availability,
+    confirmations,
+    login_throttle,
+    offers,
+    runners,
+    sagas,
+    sessions,
+    trips,
+)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -38,10 +40,9 @@ class Env:
     smtp: FakeSMTP
 
 
-@pytest.fixture(scope="module")
-async def env(infra, tmp_path_factory) -> AsyncIterator[Env]:
+@asynccontextmanager
+async def notifying_platform(tmp: Path, **extra_env: str) -> AsyncIterator[Env]:
     """A platform whose worker sends push/SMS/email to fakes started on free ports."""
-    tmp = tmp_path_factory.mktemp("notifications")
     fcm = await FakeFCM().start()
     twilio = await FakeTwilio().start()
     smtp = FakeSMTP().start()
@@ -50,7 +51,7 @@ async def env(infra, tmp_path_factory) -> AsyncIterator[Env]:
         "FCM_ENDPOINT": f"{fcm.url}/v1/projects", "FCM_SERVICE_ACCOUNT_FILE": str(account),
         "TWILIO_BASE_URL": twilio.url, "TWILIO_ACCOUNT_SID": twilio.account_sid,
         "TWILIO_AUTH_TOKEN": twilio.auth_token, "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": str(smtp.port),
+        "SMTP_PORT": str(smtp.port), **extra_env,
     })
     p.create_database()
     try:
@@ -62,6 +63,12 @@ async def env(infra, tmp_path_factory) -> AsyncIterator[Env]:
         smtp.stop()
         await fcm.stop()
         await twilio.stop()
+
+
+@pytest.fixture(scope="module")
+async def env(infra, tmp_path_factory) -> AsyncIterator[Env]:
+    async with notifying_platform(tmp_path_factory.mktemp("notifications")) as e:
+        yield e
 
 
 async def sign_up(env: Env, http: aiohttp.ClientSession, role: str) -> Client:

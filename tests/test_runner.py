@@ -213,6 +213,17 @@ async def test_crates(platform, http, new_client) -> None:
         assert (status, body) == (400, validation(field, tag, "CrateRequest")), patch
     status, body = await c.post("/api/v1/runners/me/crates", {"size": "small", "max_weight_kg": 1})
     assert (status, body) == (400, validation("pet_types", "required", "CrateRequest"))
+    # Each change publishes the runner's crates (job offers keep them; no query per booking).
+    async def two_updates():
+        found = await platform.events_of("runner.events", "runner.crates_updated",
+                                         runner_id=c.user["id"])
+        return found if len(found) >= 2 else None
+    updates = await wait_until(two_updates, 30, what="two crates_updated events")
+    assert [[k["size"] for k in e["data"]["crates"]] for e in updates] == [
+        ["medium"], ["medium", "small"]]
+    assert updates[0]["data"]["crates"] == [{
+        "size": "medium", "pet_types": ["cat", "dog"], "max_weight_kg": 15.5, "ventilated": True,
+        "temperature_controlled": False}]
     # No enum on the size, as in the original: apps name their crates their own way.
     status, body = await c.post("/api/v1/runners/me/crates", {**crate, "size": "XL airline"})
     assert status == 201 and body["data"]["size"] == "XL airline"
@@ -235,7 +246,8 @@ async def test_online_offline_write_rows_and_events_keyed_by_user_id(platform, h
 
     [online] = await platform.wait_event("runner.events", "runner.online", runner_id=uid)
     assert online["_key"] == uid and online["source"] == "service-runner"
-    assert set(online["data"]) == {"runner_id", "latitude", "longitude", "occurred_at"}
+    assert set(online["data"]) == {"runner_id", "latitude", "longitude", "crates", "occurred_at"}
+    assert online["data"]["crates"] == []  # what job offers know the runner can carry
     assert (online["data"]["latitude"], online["data"]["longitude"]) == (3.139, 101.6869)
 
     status, body = await c.post("/api/v1/runners/me/offline")

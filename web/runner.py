@@ -26,6 +26,7 @@ from sqlalchemy import select
 from core.config import settings
 from core.db import Connection, Row, db
 from core.outbox import emit
+from domain import offers as offer_rules
 from domain import runner as rules
 from kilat import runner_events
 from models import events as ev
@@ -294,11 +295,14 @@ async def go_online(request: web.Request) -> web.Response:
     me = require_role(request, "runner")
     body = await parse_body(request, OnlineRequest)
     async with db.transaction() as conn:
-        await _profile(conn, me.user_id, for_update=True)
+        profile = await _profile(conn, me.user_id, for_update=True)
         await store.set_session(conn, me.user_id, rules.SESSION_ACTIVE)
         await store.upsert_location(conn, me.user_id, body.latitude, body.longitude)
+        # The crates ride along so job offers know what the runner can carry (streams/
+        # job_offers.py) without a query per booking.
         await emit(conn, ev.RUNNER_EVENTS, me.user_id, SOURCE, "runner.online", {
-            "runner_id": me.user_id, "latitude": body.latitude, "longitude": body.longitude})
+            "runner_id": me.user_id, "latitude": body.latitude, "longitude": body.longitude,
+            "crates": await _crate_summaries(conn, profile["id"])})
     return message("runner is now online")
 
 
@@ -356,7 +360,14 @@ async def add_crate(request: web.Request) -> web.Response:
     async with db.transaction() as conn:
         profile = await _profile(conn, me.user_id)
         row = await store.add_crate(conn, profile["id"], body.model_dump())
+        await emit(conn, ev.RUNNER_EVENTS, me.user_id, SOURCE, "runner.crates_updated", {
+            "runner_id": me.user_id, "crates": await _crate_summaries(conn, profile["id"])})
     return created(crate_dto(row))
+
+
+async def _crate_summaries(conn: Connection, profile_id: str) -> list[dict[str, Any]]:
+    crates = await store.crates_of(conn, [profile_id])
+    return [offer_rules.crate_summary(c) for c in crates.get(profile_id, [])]
 
 
 # ------------------------------------------------------------------ nearby search
