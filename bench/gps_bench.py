@@ -87,6 +87,23 @@ class Trip:
         self.task = asyncio.create_task(run())
 
 
+async def start_trips(p: Platform, trips: list[Trip], send) -> None:
+    """Accept every trip's booking and assign its runner (the events the booking domain
+    publishes), and wait until every trip is being tracked. `send(topic, key, value)` produces
+    one message and returns its delivery future."""
+    await asyncio.gather(*[await send("booking.events", tr.booking_id, new_event(
+        "service-booking", "booking.accepted", {
+            "booking_id": tr.booking_id, "booking_number": "BK-BENCH",
+            "runner_id": tr.runner_id, "owner_id": tr.owner_id}).to_json())
+        for tr in trips])
+    await wait_until(lambda: _count(p, "SELECT count(*) AS n FROM trip_tracks", len(trips)),
+                     120, what="tracks")
+    await asyncio.gather(*[await send("runner.events", tr.runner_id, new_event(
+        "service-booking", "runner.assigned", {
+            "runner_id": tr.runner_id, "booking_id": tr.booking_id}).to_json())
+        for tr in trips])
+
+
 async def bench(args: argparse.Namespace) -> None:
     p = Platform(Path(tempfile.mkdtemp(prefix="gps-bench-")))
     p.create_database()
@@ -103,17 +120,7 @@ async def bench(args: argparse.Namespace) -> None:
             async def send(topic: str, key: str, value: bytes):
                 return await producer.send(p.topic(topic), value, key=key.encode())
 
-            await asyncio.gather(*[await send("booking.events", tr.booking_id, new_event(
-                "service-booking", "booking.accepted", {
-                    "booking_id": tr.booking_id, "booking_number": "BK-BENCH",
-                    "runner_id": tr.runner_id, "owner_id": tr.owner_id}).to_json())
-                for tr in trips])
-            await wait_until(lambda: _count(p, "SELECT count(*) AS n FROM trip_tracks",
-                                            len(trips)), 60, what="tracks")
-            await asyncio.gather(*[await send("runner.events", tr.runner_id, new_event(
-                "service-booking", "runner.assigned", {
-                    "runner_id": tr.runner_id, "booking_id": tr.booking_id}).to_json())
-                for tr in trips])
+            await start_trips(p, trips, send)
             async with aiohttp.ClientSession() as http:
                 for i, tr in enumerate(trips):
                     await tr.listen(http, workers[i % len(workers)].url)

@@ -310,13 +310,21 @@ def _released(runner_id: str, booking_id: str) -> tuple[str, str, str, dict[str,
             {"runner_id": runner_id, "booking_id": booking_id})
 
 
+def _legs(b: Mapping[str, Any]) -> dict[str, Any]:
+    """The trip's two targets, so the trip stage can give ETAs without reading the booking."""
+    return {"pickup_lat": b["pickup_address"]["latitude"],
+            "pickup_lng": b["pickup_address"]["longitude"],
+            "dropoff_lat": b["dropoff_address"]["latitude"],
+            "dropoff_lng": b["dropoff_address"]["longitude"]}
+
+
 def accept(b: Mapping[str, Any], runner_id: str, now: datetime) -> Transition:
     check_transition(b["status"], ACCEPTED)
     return Transition(ACCEPTED, {"runner_id": runner_id, "accepted_at": now}, events=[
         (BOOKING_TOPIC, b["id"], "booking.accepted",
-         {**_base(b), "runner_id": runner_id, "owner_id": b["owner_id"]}),
+         {**_base(b), "runner_id": runner_id, "owner_id": b["owner_id"], **_legs(b)}),
         (RUNNER_TOPIC, runner_id, "runner.assigned",
-         {"runner_id": runner_id, "booking_id": b["id"]}),
+         {"runner_id": runner_id, "booking_id": b["id"], **_legs(b)}),
     ])
 
 

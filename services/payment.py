@@ -18,7 +18,7 @@ step: the money moves once.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -293,6 +293,23 @@ async def _void_and_refund(p: PaymentPorts, conn: Conn, payment: Row, reason: st
     return refunded
 
 
+async def _settle(p: PaymentPorts, booking_id: str, conn: Conn | None, saga: str, step: str,
+                  act: Callable[[Conn, Row], Awaitable[Row]], announce_failure: bool,
+                  skip_locked: bool) -> StepOutcome:
+    """Run a release or refund on the booking's payment if it is held (locked meanwhile)."""
+    async with _transaction(p, conn) as tx:
+        payment = await _held_payment(p, tx, booking_id, skip_locked)
+        if payment is None:
+            return StepOutcome("nothing")
+        try:
+            return StepOutcome("done", await act(tx, payment))
+        except StripeError as exc:
+            reason = saga_failure(saga, step, exc)
+            if announce_failure:
+                await emit_failed(p, tx, payment, reason)
+            return StepOutcome("failed", payment, reason)
+
+
 async def release_escrow(booking_id: str, runner_id: str, *, conn: Conn | None = None,
                          announce_failure: bool = True, skip_locked: bool = False,
                          ports: PaymentPorts | None = None) -> StepOutcome:
@@ -303,17 +320,9 @@ async def release_escrow(booking_id: str, runner_id: str, *, conn: Conn | None =
     payment another transaction is working on counts as `nothing` (the reconciler never waits
     behind a stalled worker)."""
     p = _ports(ports)
-    async with _transaction(p, conn) as tx:
-        payment = await _held_payment(p, tx, booking_id, skip_locked)
-        if payment is None:
-            return StepOutcome("nothing")
-        try:
-            return StepOutcome("done", await _capture_and_release(p, tx, payment, runner_id))
-        except StripeError as exc:
-            reason = saga_failure("release_escrow", "capture", exc)
-            if announce_failure:
-                await emit_failed(p, tx, payment, reason)
-            return StepOutcome("failed", payment, reason)
+    return await _settle(p, booking_id, conn, "release_escrow", "capture",
+                         lambda tx, payment: _capture_and_release(p, tx, payment, runner_id),
+                         announce_failure, skip_locked)
 
 
 async def refund_cancelled(booking_id: str, reason: str, *, conn: Conn | None = None,
@@ -322,18 +331,10 @@ async def refund_cancelled(booking_id: str, reason: str, *, conn: Conn | None = 
     """Give the owner's money back for a cancelled booking, if its escrow still holds it
     (`booking cancelled: <reason>`). Failures as for `release_escrow`."""
     p = _ports(ports)
-    async with _transaction(p, conn) as tx:
-        payment = await _held_payment(p, tx, booking_id, skip_locked)
-        if payment is None:
-            return StepOutcome("nothing")
-        try:
-            return StepOutcome("done", await _void_and_refund(
-                p, tx, payment, f"booking cancelled: {reason}"))
-        except StripeError as exc:
-            why = saga_failure("refund_escrow", "cancel_intent", exc)
-            if announce_failure:
-                await emit_failed(p, tx, payment, why)
-            return StepOutcome("failed", payment, why)
+    return await _settle(p, booking_id, conn, "refund_escrow", "cancel_intent",
+                         lambda tx, payment: _void_and_refund(p, tx, payment,
+                                                              f"booking cancelled: {reason}"),
+                         announce_failure, skip_locked)
 
 
 async def refund_payment(payment_id: str, reason: str, *,

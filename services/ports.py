@@ -117,6 +117,62 @@ class PaymentStore(Protocol):
     async def insert_cash_out(self, conn: Conn, **values: Any) -> Row: ...
 
 
+class BookingStore(Protocol):
+    """The booking rows (stores/booking.py); every call runs inside the caller's transaction."""
+
+    async def get_booking(self, conn: Conn, booking_id: str, *,
+                          for_update: bool = False) -> Row | None: ...
+
+    async def insert_booking(self, conn: Conn, values: dict[str, Any], pickup_lat: float,
+                             pickup_lng: float) -> Row | None: ...
+
+    async def add_history(self, conn: Conn, booking_id: str, from_status: str | None,
+                          to_status: str, changed_by: str | None, reason: str | None) -> None: ...
+
+    async def emit_all(self, conn: Conn, events: list[tuple[str, str, str, dict[str, Any]]]
+                       ) -> None: ...
+
+    async def commit_transition(self, conn: Conn, booking: Row, change: Any,
+                                changed_by: str | None) -> Row: ...
+
+    async def add_decline_reason(self, conn: Conn, booking_id: str, runner_id: str,
+                                 reason: str) -> None: ...
+
+    async def add_photo(self, conn: Conn, booking_id: str, runner_id: str, photo_type: str,
+                        photo_url: str, caption: str) -> Row: ...
+
+    async def list_photos(self, conn: Conn, booking_id: str) -> list[Row]: ...
+
+
+class EscrowReader(Protocol):
+    async def get_payment_by_booking(self, conn: Conn, booking_id: str, *,
+                                     for_update: bool = False,
+                                     skip_locked: bool = False) -> Row | None: ...
+
+
+@dataclass(frozen=True)
+class BookingPorts:
+    db: Transactions
+    bookings: BookingStore
+    payments: EscrowReader
+    now: Callable[[], datetime]
+    window_hours: Callable[[], float]
+
+
+@lru_cache(maxsize=1)
+def booking_ports() -> BookingPorts:
+    """The production wiring of the booking use cases."""
+    from datetime import UTC
+
+    from core.config import settings
+    from core.db import db
+    from stores import booking, payment
+
+    return BookingPorts(db=db, bookings=booking, payments=payment,
+                        now=lambda: datetime.now(UTC),
+                        window_hours=lambda: settings().auto_confirm_hours)
+
+
 @dataclass(frozen=True)
 class PaymentPorts:
     db: Transactions

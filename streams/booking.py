@@ -25,12 +25,11 @@ from datetime import UTC, datetime
 
 from core.config import settings
 from core.consuming import consume
-from core.db import Connection, DatabaseUnavailable, db
-from domain import booking as rules
+from core.db import Connection, DatabaseUnavailable
 from kilat import app, booking_events
 from models import events as ev
 from models.events import CloudEvent, require_uuid
-from stores import booking as store
+from services import booking as bookings
 from streams.partitions import (
     actively_owned,
     changelog_written,
@@ -83,21 +82,6 @@ async def booking_confirm_window(stream) -> None:
     })
 
 
-async def confirm_for_owner(booking_id: str, window_hours: float) -> bool:
-    """Complete a delivered booking on its owner's behalf if (on the locked row) it is still
-    delivered, undisputed and past its window. True if it was confirmed now."""
-    async with db.transaction() as conn:
-        booking = await store.get_booking(conn, booking_id, for_update=True)
-        if booking is None:
-            return False
-        change = rules.auto_confirm(booking, datetime.now(UTC), window_hours)
-        if change is None:
-            return False
-        await store.commit_transition(conn, booking, change, None)
-    log.info("booking %s auto-confirmed after %g h without the owner", booking_id, window_hours)
-    return True
-
-
 def _window_s() -> float:
     return settings().auto_confirm_hours * 3600
 
@@ -124,7 +108,7 @@ async def auto_confirm_due() -> None:
             continue
         _attempted[entry["booking_id"]] = now
         try:
-            await confirm_for_owner(entry["booking_id"], window_h)
+            await bookings.auto_confirm(entry["booking_id"])
         except DatabaseUnavailable as exc:
             log.warning("auto-confirm: database unavailable (%s); retrying later", exc)
             return

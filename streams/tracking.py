@@ -32,6 +32,7 @@ from core.gaps import guard_for
 from core.outbox import emit
 from core.retry import retrying
 from core.sink import BatchingSink
+from domain import eta
 from domain import tracking as rules
 from kilat import app, cfg, tracking_events
 from models import events as ev
@@ -159,7 +160,12 @@ async def handle_lifecycle(msg, event: CloudEvent) -> None:
     if track is not None:
         booking_id = str(track["booking_id"])
         if track["status"] == rules.ACTIVE:
-            store_trip(trip_from_track(track, trip_of(booking_id)))
+            trip = trip_from_track(track, trip_of(booking_id))
+            if event.type == "booking.accepted":
+                data = event.data
+                trip = eta.with_targets(trip, eta.point(data.get("pickup_lat"), data.get("pickup_lng")),
+                                        eta.point(data.get("dropoff_lat"), data.get("dropoff_lng")))
+            store_trip(trip)
         else:  # finished: later fixes find no trip and are dropped
             drop_trip(booking_id)
     EVENTS_PROCESSED.labels(CONSUMER, event.type, "ok").inc()
@@ -188,20 +194,52 @@ async def handle_fix(msg, event: CloudEvent) -> None:
     waypoint = store.waypoint_row(trip["track_id"], fix.latitude, fix.longitude, fix.speed_kmh,
                                   fix.heading_degrees, recorded_at)
     if outcome is rules.FixOutcome.REPLAYED:
+        # Its arrival alert (if it raised one) may have died with a crash: publish it again
+        # under the same id, which the notification agent has seen or not.
+        await publish_arriving(eta.replayed_arrival(trip, fix.latitude, fix.longitude,
+                                                    fix.timestamp))
         await waypoint_sink.add([waypoint], msg)
         return
-    store_trip(rules.advance(trip, fix.latitude, fix.longitude, fix.timestamp))
+    step = eta.step(trip, fix.latitude, fix.longitude, fix.timestamp, fix.speed_kmh)
+    await publish_arriving(step.arriving)
+    store_trip(rules.advance(step.trip, fix.latitude, fix.longitude, fix.timestamp))
     # The point is queued before publishing: a failed publish loses a live frame, not the point.
     await waypoint_sink.add([waypoint], msg)
     update = new_event(SOURCE, "tracking.updated", {
         "track_id": trip["track_id"], "booking_id": booking_id, "runner_id": fix.runner_id,
         "latitude": fix.latitude, "longitude": fix.longitude, "speed_kmh": fix.speed_kmh,
         "heading_degrees": fix.heading_degrees, "timestamp": format_time(recorded_at),
+        **step.frame,
     }, event_id=rules.update_event_id(booking_id, fix.timestamp))
     try:
         await tracking_events.send(key=booking_id.encode(), value=update.to_json())
     except Exception:  # the point is counted and queued; only its live frame is lost
         log.exception("%s: could not publish tracking.updated for %s", CONSUMER, booking_id)
+
+
+async def publish_arriving(payload: dict[str, Any] | None) -> None:
+    """`tracking.runner_arriving`, sent directly like `tracking.updated` (one id per booking and
+    leg, so a second publication is not notified twice)."""
+    if payload is None:
+        return
+    booking_id = str(payload["booking_id"])
+    event = new_event(SOURCE, "tracking.runner_arriving", payload,
+                      event_id=eta.arriving_event_id(booking_id, payload["leg"]))
+    try:
+        await tracking_events.send(key=booking_id.encode(), value=event.to_json())
+    except Exception:  # the trip goes on; a redelivery of this fix would publish it again
+        log.exception("%s: could not publish tracking.runner_arriving for %s", CONSUMER,
+                      booking_id)
+
+
+async def handle_picked_up(msg, event: CloudEvent) -> None:
+    """The pet is on board: the ETA is now to the drop-off (idempotent)."""
+    require(event.data, "booking_id")
+    trip = trip_of(str(event.data["booking_id"]))
+    if trip is not None and trip.get("leg") != eta.DROPOFF:
+        store_trip(eta.start_dropoff_leg(trip))
+    EVENTS_PROCESSED.labels(CONSUMER, event.type, "ok").inc()
+    await waypoint_sink.ack_in_order(msg)
 
 
 # ---------------------------------------------------------------- the agent
@@ -212,6 +250,8 @@ async def handle(msg) -> None:
         await handle_fix(msg, event)
     elif event.type in LIFECYCLE and msg.message.topic == booking_events_name():
         await handle_lifecycle(msg, event)
+    elif event.type == "booking.pet_picked_up" and msg.message.topic == booking_events_name():
+        await handle_picked_up(msg, event)
     else:
         await waypoint_sink.ack_in_order(msg)
 

@@ -350,6 +350,22 @@ class Platform:
         return [e for e in items if (type_ is None or e.get("type") == type_)
                 and all(e.get("data", {}).get(k) == v for k, v in data_match.items())]
 
+    async def processed_count(self, consumer: str, type_: str, outcome: str) -> float:
+        """How many `type_` events `consumer` counted with `outcome` (ok, duplicate, ...), from
+        the workers' own /metrics."""
+        line = (f'kilat_events_processed_total{{consumer="{consumer}",outcome="{outcome}",'
+                f'type="{type_}"}}')
+        total = 0.0
+        async with aiohttp.ClientSession() as http:
+            for worker in self.workers:
+                if not worker.alive():
+                    continue
+                async with http.get(worker.url + "/metrics") as r:
+                    text = await r.text()
+                total += sum(float(x.split()[-1]) for x in text.splitlines()
+                             if x.startswith(line))
+        return total
+
     async def wait_event(self, topic: str, type_: str, timeout: float = 30.0, **data_match: Any):
         async def found():
             return await self.events_of(topic, type_, **data_match)

@@ -275,7 +275,9 @@ async def test_full_lifecycle_with_events(platform, new_client):
 
     base = {"booking_id": bid, "booking_number": data["booking_number"]}
     expected = {
-        "booking.accepted": {**base, "runner_id": rid, "owner_id": oid},
+        "booking.accepted": {**base, "runner_id": rid, "owner_id": oid,
+                             "pickup_lat": KL_A[0], "pickup_lng": KL_A[1],
+                             "dropoff_lat": KL_B[0], "dropoff_lng": KL_B[1]},
         "booking.pet_picked_up": {**base, "runner_id": rid, "owner_id": oid,
                                   "picked_up_at": picked_up_at},
         "booking.delivery_confirmed": {**base, "runner_id": rid, "owner_id": oid,

@@ -20,6 +20,7 @@ from tests.test_notifications import Env, notifying_platform, sign_up, with_cont
 from tests.test_runner import VEHICLE
 
 ROUND_S = 4.0
+CONSUMER = "job-offers"
 KM_PER_DEGREE = 111.195
 CAT_CRATE = {"size": "small", "pet_types": ["cat"], "max_weight_kg": 8, "ventilated": True}
 PENANG, JOHOR_BAHRU = (5.4141, 100.3288), (1.4927, 103.7414)
@@ -139,15 +140,6 @@ async def test_offers_go_to_the_nearest_fitting_runners_and_widen(env: Env, http
         assert len(offer_pushes(env, r, bid)) == 1
 
 
-async def processed(env: Env, http: aiohttp.ClientSession, type_: str, outcome: str) -> float:
-    """How many `type_` events the job-offer agent counted with `outcome` (worker /metrics)."""
-    line = (f'kilat_events_processed_total{{consumer="job-offers",outcome="{outcome}",'
-            f'type="{type_}"}}')
-    async with http.get(env.p.workers[0].url + "/metrics") as r:
-        text = await r.text()
-    return sum(float(x.split()[-1]) for x in text.splitlines() if x.startswith(line))
-
-
 async def test_redelivered_payment_event_offers_nobody_twice(env: Env, http) -> None:
     r = await runner_at(env, http, 2, pickup=PENANG)
     await availability_has(env, [r])
@@ -158,8 +150,8 @@ async def test_redelivered_payment_event_offers_nobody_twice(env: Env, http) -> 
     await wait_offered(env, bid, {r.id})
     [held] = await env.p.events_of("payment.events", "payment.escrow_held", booking_id=bid)
     envelope = {k: held[k] for k in ("id", "source", "type", "time", "datacontenttype", "data")}
-    ok = await processed(env, http, "payment.escrow_held", "ok")
-    dup = await processed(env, http, "payment.escrow_held", "duplicate")
+    ok = await env.p.processed_count(CONSUMER, "payment.escrow_held", "ok")
+    dup = await env.p.processed_count(CONSUMER, "payment.escrow_held", "duplicate")
     # The same event again (a redelivery), and the same news under a new id (a re-emission).
     await env.p.produce("payment.events", bid, envelope)
     again = new_event("service-payment", "payment.escrow_held", held["data"],
@@ -167,8 +159,9 @@ async def test_redelivered_payment_event_offers_nobody_twice(env: Env, http) -> 
     await env.p.produce("payment.events", bid, again.to_json())
 
     async def both_handled() -> bool:
-        return (await processed(env, http, "payment.escrow_held", "duplicate") >= dup + 1
-                and await processed(env, http, "payment.escrow_held", "ok") >= ok + 1)
+        count = env.p.processed_count
+        return (await count(CONSUMER, "payment.escrow_held", "duplicate") >= dup + 1
+                and await count(CONSUMER, "payment.escrow_held", "ok") >= ok + 1)
     await wait_until(both_handled, 30, what="both events handled")
     assert [e["data"]["runner_id"] for e in await offers_of(env, bid)] == [r.id]
     await asyncio.sleep(1.0)  # a second push would follow the outbox within a few 100 ms

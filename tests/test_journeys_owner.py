@@ -314,12 +314,14 @@ async def test_web_landing_owner_journey(platform: Platform, http, new_client) -
         frame = await next_frame(ws, "location_update")
         data = frame["data"]
         assert set(data) == {"booking_id", "runner_id", "latitude", "longitude", "speed_kmh",
-                             "heading_degrees", "timestamp"}
+                             "heading_degrees", "timestamp", "eta_minutes",
+                             "distance_remaining_km"}
+        assert is_num(data["eta_minutes"]) and is_num(data["distance_remaining_km"])
         assert data["booking_id"] == bid and data["runner_id"] == runner.user["id"]
         assert is_num(data["latitude"]) and is_time(data["timestamp"])
         # web-landing's socket reads the location flat from the frame (TrackingUpdate).
         for key in ("booking_id", "runner_id", "latitude", "longitude", "speed_kmh",
-                    "heading_degrees", "timestamp"):
+                    "heading_degrees", "timestamp", "eta_minutes"):
             assert frame[key] == data[key], key
 
         # Chat: REST send → flat WS frame.

@@ -317,7 +317,8 @@ async def test_runner_journey(platform, new_client, client):
             frames += [json.loads(line) for line in msg.data.split("\n") if line.strip()]
         updates = [f["data"] for f in frames if f.get("type") == "location_update"]
         assert set(updates[0]) == {"booking_id", "runner_id", "latitude", "longitude",
-                                   "speed_kmh", "heading_degrees", "timestamp"}, updates[0]
+                                   "speed_kmh", "heading_degrees", "timestamp",
+                                   "eta_minutes", "distance_remaining_km"}, updates[0]
         assert updates[0]["runner_id"] == uid and updates[0]["booking_id"] == near["id"]
         assert is_time(updates[0]["timestamp"])
         assert updates[3]["speed_kmh"] == 32.5 and updates[3]["heading_degrees"] == 45
@@ -428,16 +429,20 @@ async def test_runner_journey(platform, new_client, client):
 
     # --- the events other services rely on (§4.2), keyed by the aggregate ------------------------
     envelope = {"id", "source", "type", "time", "datacontenttype", "data"}
+    # Acceptance carries the trip's targets (the trip stage's ETA needs them).
+    TRIP_LEGS = ("pickup_lat", "pickup_lng", "dropoff_lat", "dropoff_lng")  # noqa: N806
     for topic, type_, keys, match in (
-        ("runner.events", "runner.online", {"runner_id", "latitude", "longitude", "occurred_at"},
+        ("runner.events", "runner.online",
+         {"runner_id", "latitude", "longitude", "crates", "occurred_at"},
          {"runner_id": uid}),
         ("runner.events", "runner.location_update",
          {"runner_id", "latitude", "longitude", "speed_kmh", "heading_degrees", "timestamp",
           "occurred_at"}, {"runner_id": uid}),
-        ("runner.events", "runner.assigned", {"runner_id", "booking_id", "occurred_at"},
+        ("runner.events", "runner.assigned",
+         {"runner_id", "booking_id", *TRIP_LEGS, "occurred_at"},
          {"runner_id": uid}),
         ("booking.events", "booking.accepted",
-         {"booking_id", "booking_number", "runner_id", "owner_id", "occurred_at"},
+         {"booking_id", "booking_number", "runner_id", "owner_id", *TRIP_LEGS, "occurred_at"},
          {"booking_id": near["id"]}),
         ("booking.events", "booking.delivery_confirmed",
          {"booking_id", "booking_number", "runner_id", "owner_id", "delivered_at", "occurred_at"},

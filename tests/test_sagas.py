@@ -99,9 +99,10 @@ async def test_a_release_frozen_after_the_capture_is_finished_by_the_other_worke
     p.extra_env.update(SAGA_ENV)
     second_port = free_port()
     await fake_stripe.listen_also(second_port)
+    # One after the other: the first declares the topics, the second joins its group.
     w1 = p.start_worker("w1", STRIPE_API_BASE=fake_stripe.base_url)
-    w2 = p.start_worker("w2", STRIPE_API_BASE=f"http://127.0.0.1:{second_port}")
     await p.wait_ready(w1)
+    w2 = p.start_worker("w2", STRIPE_API_BASE=f"http://127.0.0.1:{second_port}")
     await p.wait_ready(w2)
     await p.wait_ready(p.start_gateway(RATE_LIMIT_PER_MIN="100000"), "/health")
 

@@ -16,12 +16,12 @@ from aiohttp import web
 from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
-from core.config import settings
 from core.db import Connection, Row, db
 from core.security import Principal
 from domain import booking as rules
+from services import booking as bookings
+from services.booking import Actor
 from stores import booking as store
-from stores import payment as payment_store
 from stores import runner as runner_store
 from web import tracking as tracking_views
 from web.http import (
@@ -251,73 +251,18 @@ def conflict_detail(error: str, detail: str) -> ApiError:
     return ApiError(409, error, detail)
 
 
-async def load_booking(conn: Connection, booking_id: str) -> Row:
-    booking = await store.get_booking(conn, booking_id)
-    if booking is None:
-        raise not_found("Booking", booking_id)
-    return booking
+def _actor(principal: Principal) -> Actor:
+    return Actor(principal.user_id, principal.role)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-Decide = Callable[[Row, Principal], rules.Transition]
-Guard = Callable[[Connection, Row], Awaitable[None]]
-
-
-async def _transition(request: web.Request, action: str, roles: tuple[str, ...],
-                      decide: Decide, guard: Guard | None = None) -> web.Response:
-    """Load → authorise → decide → (guard) → commit (row, history, events) in one
-    transaction."""
+async def _move(request: web.Request, roles: tuple[str, ...],
+                use_case: Callable[[Actor, str], Awaitable[Row]]) -> web.Response:
+    """Authorise the role, parse the id, run the lifecycle use case, answer the booking."""
     principal = require_role(request, *roles)
     booking_id = path_uuid(request, "id", INVALID_ID)
     with domain_errors():
-        async with db.transaction() as conn:
-            booking = await load_booking(conn, booking_id)
-            rules.check_actor(action, booking, principal.user_id, principal.role)
-            change = decide(booking, principal)
-            if guard is not None:
-                await guard(conn, booking)
-            row = await store.commit_transition(conn, booking, change, principal.user_id)
+        row = await use_case(_actor(principal), booking_id)
     return ok(booking_dto(row))
-
-
-async def _escrow_held(conn: Connection, booking: Row) -> None:
-    """No pickup of an unpaid pet. The payment row is locked so that a concurrent admin refund
-    cannot slip in between this check and the pickup."""
-    payment = await payment_store.get_payment_by_booking(conn, booking["id"], for_update=True)
-    rules.check_pickup_paid(payment["escrow_status"] if payment else None)
-
-
-def _window_h() -> float:
-    return settings().auto_confirm_hours
-
-
-async def _create(conn: Connection, owner_id: str, pet_spec: dict[str, Any],
-                  pickup: dict[str, Any], dropoff: dict[str, Any], notes: str,
-                  scheduled_at: datetime | None) -> Row:
-    """Price and insert a new requested booking, with its history row and event."""
-    q = rules.quote(pet_spec, pickup, dropoff)
-    values = {
-        "owner_id": owner_id, "status": rules.REQUESTED,
-        "pet_spec": {**pet_spec, "pet_type": q.pet_type}, "crate_requirement": q.crate,
-        "pickup_address": pickup, "dropoff_address": dropoff,
-        "estimated_price_cents": q.price_cents, "currency": rules.CURRENCY,
-        "scheduled_at": scheduled_at, "notes": notes or None,
-    }
-    row = None
-    for _ in range(5):  # a booking number collision is ~1 in 10^9: draw again
-        row = await store.insert_booking(
-            conn, {**values, "booking_number": rules.new_booking_number()},
-            pickup["latitude"], pickup["longitude"])
-        if row is not None:
-            break
-    if row is None:
-        raise RuntimeError("could not allocate a booking number")
-    await store.add_history(conn, row["id"], None, rules.REQUESTED, owner_id, None)
-    await store.emit_all(conn, [rules.requested_event(row)])
-    return row
 
 
 # ---------------------------------------------------------------- bookings
@@ -331,10 +276,10 @@ async def create_booking(request: web.Request) -> web.Response:
     except rules.BookingRuleError as exc:
         raise bad_request(str(exc)) from None
     with domain_errors():
-        async with db.transaction() as conn:
-            row = await _create(conn, principal.user_id, body.pet_spec.model_dump(),
-                                body.pickup_address.model_dump(),
-                                body.dropoff_address.model_dump(), body.notes, scheduled_at)
+        row = await bookings.book(principal.user_id, body.pet_spec.model_dump(),
+                                  body.pickup_address.model_dump(),
+                                  body.dropoff_address.model_dump(), notes=body.notes,
+                                  scheduled_at=scheduled_at)
     return created(booking_dto(row))
 
 
@@ -365,38 +310,30 @@ async def list_bookings(request: web.Request) -> web.Response:
 async def get_booking(request: web.Request) -> web.Response:
     principal = require_role(request)
     booking_id = path_uuid(request, "id", INVALID_ID)
-    async with db.connect() as conn:
-        booking = await load_booking(conn, booking_id)
-    if not rules.may_view(booking, principal.user_id, principal.role):
-        raise ApiError(403, "forbidden", "you are not a participant of this booking")
-    return ok(booking_dto(booking))
+    return ok(booking_dto(await bookings.view(_actor(principal), booking_id)))
 
 
 @routes.post("/api/v1/bookings/{id}/accept")
 async def accept_booking(request: web.Request) -> web.Response:
-    return await _transition(request, "accept", ("runner",),
-                             lambda b, p: rules.accept(b, p.user_id, _now()))
+    return await _move(request, ("runner",), bookings.accept)
 
 
 @routes.post("/api/v1/bookings/{id}/pickup")
 async def pickup_booking(request: web.Request) -> web.Response:
     """accepted → in_progress; 422 `escrow not held` unless the owner's payment is held."""
-    return await _transition(request, "pickup", ("runner",),
-                             lambda b, p: rules.pickup(b, _now()), _escrow_held)
+    return await _move(request, ("runner",), bookings.pickup)
 
 
 @routes.post("/api/v1/bookings/{id}/deliver")
 async def deliver_booking(request: web.Request) -> web.Response:
     """in_progress → delivered; the escrow stays held until the owner confirms."""
-    return await _transition(request, "deliver", ("runner",),
-                             lambda b, p: rules.deliver(b, _now()))
+    return await _move(request, ("runner",), bookings.deliver)
 
 
 @routes.post("/api/v1/bookings/{id}/confirm")
 async def confirm_booking(request: web.Request) -> web.Response:
     """delivered → completed by the booking's owner, which releases the escrow to the runner."""
-    return await _transition(request, "confirm", ("owner",),
-                             lambda b, p: rules.complete(b, rules.BY_OWNER))
+    return await _move(request, ("owner",), bookings.confirm)
 
 
 @routes.post("/api/v1/bookings/{id}/dispute")
@@ -408,8 +345,8 @@ async def dispute_booking(request: web.Request) -> web.Response:
     path_uuid(request, "id", INVALID_ID)
     body = await parse_body(request, DisputeRequest)
     reason = body.reason.strip()
-    return await _transition(request, "dispute", ("owner",),
-                             lambda b, p: rules.dispute(b, reason, _now(), _window_h()))
+    return await _move(request, ("owner",),
+                       lambda actor, booking_id: bookings.dispute(actor, booking_id, reason))
 
 
 @routes.post("/api/v1/bookings/{id}/cancel")
@@ -417,8 +354,8 @@ async def cancel_booking(request: web.Request) -> web.Response:
     require_role(request)
     path_uuid(request, "id", INVALID_ID)
     body = await parse_body(request, CancelBookingRequest, required=False)
-    return await _transition(request, "cancel", (),
-                             lambda b, p: rules.cancel(b, p.user_id, body.reason, _now()))
+    return await _move(request, (),
+                       lambda actor, booking_id: bookings.cancel(actor, booking_id, body.reason))
 
 
 @routes.post("/api/v1/bookings/{id}/decline")
@@ -433,12 +370,7 @@ async def decline_booking(request: web.Request) -> web.Response:
     if reason not in rules.DECLINE_REASONS:
         raise validation_error("reason must be one of: " + ", ".join(rules.DECLINE_REASONS))
     with domain_errors():
-        async with db.transaction() as conn:
-            booking = await load_booking(conn, booking_id)
-            rules.check_actor("decline", booking, principal.user_id, principal.role)
-            row = await store.commit_transition(conn, booking, rules.decline(booking, reason),
-                                                principal.user_id)
-            await store.add_decline_reason(conn, booking_id, principal.user_id, reason)
+        row = await bookings.decline(_actor(principal), booking_id, reason)
     return ok(booking_dto(row))
 
 
@@ -448,11 +380,7 @@ async def rebook(request: web.Request) -> web.Response:
     principal = require_role(request, "owner")
     booking_id = path_uuid(request, "id", INVALID_ID)
     with domain_errors():
-        async with db.transaction() as conn:
-            old = await load_booking(conn, booking_id)
-            rules.check_actor("rebook", old, principal.user_id, principal.role)
-            row = await _create(conn, principal.user_id, old["pet_spec"], old["pickup_address"],
-                                old["dropoff_address"], old.get("notes") or "", None)
+        row = await bookings.rebook(_actor(principal), booking_id)
     return created(booking_dto(row))
 
 
@@ -464,11 +392,8 @@ async def add_photo(request: web.Request) -> web.Response:
     if body.photo_type not in rules.PHOTO_TYPES:
         raise validation_error(f"invalid photo type: {body.photo_type}")
     with domain_errors():
-        async with db.transaction() as conn:
-            booking = await load_booking(conn, booking_id)
-            rules.check_actor("photo", booking, principal.user_id, principal.role)
-            photo = await store.add_photo(conn, booking_id, principal.user_id, body.photo_type,
-                                          body.photo_url, body.caption)
+        photo = await bookings.add_photo(_actor(principal), booking_id, body.photo_type,
+                                         body.photo_url, body.caption)
     return created(photo_dto(photo))
 
 
@@ -477,11 +402,8 @@ async def list_photos(request: web.Request) -> web.Response:
     principal = require_role(request)
     booking_id = path_uuid(request, "id", INVALID_ID)
     with domain_errors():
-        async with db.connect() as conn:
-            booking = await load_booking(conn, booking_id)
-            rules.check_actor("photos", booking, principal.user_id, principal.role)
-            photos = await store.list_photos(conn, booking_id)
-    return ok([photo_dto(p) for p in photos])
+        rows = await bookings.photos(_actor(principal), booking_id)
+    return ok([photo_dto(p) for p in rows])
 
 
 # ---------------------------------------------------------------- admin
@@ -519,9 +441,8 @@ async def resolve_dispute(request: web.Request) -> web.Response:
     if outcome not in rules.DISPUTE_OUTCOMES:
         raise validation_error("outcome must be one of: " + ", ".join(rules.DISPUTE_OUTCOMES))
     note = body.note.strip()
-    return await _transition(
-        request, "resolve", ("admin",),
-        lambda b, p: rules.resolve_dispute(b, outcome, note, p.user_id, _now()))
+    return await _move(request, ("admin",), lambda actor, booking_id: bookings.resolve(
+        actor, booking_id, outcome, note))
 
 
 @routes.get("/api/v1/admin/stats/bookings")

@@ -346,6 +346,10 @@ def frame_for(event: dict[str, Any]) -> tuple[str, str] | None:
             "heading_degrees": data.get("heading_degrees", 0.0),
             "timestamp": data.get("timestamp") or data.get("occurred_at"),
         }
+        # The ETA to the current leg's target, when the trip knows its targets.
+        for key in ("eta_minutes", "distance_remaining_km"):
+            if key in data:
+                location[key] = data[key]
         # The contract's `{"type","data"}` frame, plus the same fields flat: the web app parses
         # the frame itself as the location (it never unwraps `data`).
         return booking_id, json.dumps({"type": "location_update", "data": location, **location},

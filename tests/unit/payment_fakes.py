@@ -290,3 +290,69 @@ def make_fakes(fee_percent: float = 15.0) -> Fakes:
                          emit=emit, provider=lambda: provider, fee_percent=lambda: fee_percent,
                          now=lambda: NOW)
     return Fakes(world, db, provider, ports)
+
+
+# ------------------------------------------------------------------ bookings
+
+
+class FakeBookingStore(FakeBookings):
+    """The subset of stores/booking.py the booking use cases call, over a World: optimistic
+    updates like the real one (a stale version → BookingConflict or InvalidTransition)."""
+
+    def __init__(self) -> None:
+        self.history: list[tuple[str, str | None, str]] = []
+        self.decline_reasons: list[tuple[str, str, str]] = []
+        self.photos: list[Row] = []
+
+    async def insert_booking(self, conn: World, values: dict[str, Any], pickup_lat: float,
+                             pickup_lng: float) -> Row | None:
+        row = {"id": _new_id(), "runner_id": None, "version": 1, "disputed_at": None,
+               "dispute_resolved_at": None, "delivered_at": None, **values}
+        conn.bookings[row["id"]] = row
+        return dict(row)
+
+    async def add_history(self, conn: World, booking_id: str, from_status: str | None,
+                          to_status: str, changed_by: str | None, reason: str | None) -> None:
+        self.history.append((booking_id, from_status, to_status))
+
+    async def emit_all(self, conn: World, events: list[tuple[str, str, str, dict[str, Any]]]
+                       ) -> None:
+        conn.outbox.extend((topic, key, type_, dict(data)) for topic, key, type_, data in events)
+
+    async def commit_transition(self, conn: World, booking: Row, change: Any,
+                                changed_by: str | None) -> Row:
+        from domain.booking import InvalidTransition
+        from stores.booking import BookingConflict
+
+        row = conn.bookings[booking["id"]]
+        if row["version"] != booking["version"]:
+            if row["status"] != booking["status"]:
+                raise InvalidTransition(row["status"], change.target)
+            raise BookingConflict()
+        row.update(change.changes, status=change.target, version=row["version"] + 1)
+        await self.add_history(conn, row["id"], booking["status"], change.target, changed_by,
+                               change.reason)
+        await self.emit_all(conn, change.events)
+        return dict(row)
+
+    async def add_decline_reason(self, conn: World, booking_id: str, runner_id: str,
+                                 reason: str) -> None:
+        self.decline_reasons.append((booking_id, runner_id, reason))
+
+    async def add_photo(self, conn: World, booking_id: str, runner_id: str, photo_type: str,
+                        photo_url: str, caption: str) -> Row:
+        row = {"id": _new_id(), "booking_id": booking_id, "runner_id": runner_id,
+               "photo_type": photo_type, "photo_url": photo_url, "caption": caption}
+        self.photos.append(row)
+        return dict(row)
+
+    async def list_photos(self, conn: World, booking_id: str) -> list[Row]:
+        return [dict(p) for p in self.photos if p["booking_id"] == booking_id]
+
+
+def booking_ports(f: Fakes, window_hours: float = 24.0) -> Any:
+    """Booking use cases' ports over the same World as the payment fakes (`f`)."""
+    from services.ports import BookingPorts
+
+    return BookingPorts(db=f.db, bookings=FakeBookingStore(), payments=f.ports.payments,
+                        now=lambda: NOW, window_hours=lambda: window_hours)

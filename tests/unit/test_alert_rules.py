@@ -25,7 +25,7 @@ def test_alert_rules_are_valid() -> None:
     run = subprocess.run([promtool(), "check", "rules", "alerts.yml"], cwd=PROMETHEUS,
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "6 rules found" in run.stdout
+    assert "8 rules found" in run.stdout
 
 
 def test_alert_rules_fire_and_stay_quiet_as_their_unit_tests_say() -> None:
